@@ -1,0 +1,338 @@
+"""The `cdc-offload` command. Every option also reads `CDC_OFFLOAD_<OPTION>` (shown in --help)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from cdc_offload import __version__, logs
+from cdc_offload.settings import (
+    Settings,
+    SettingsError,
+    SinkSettings,
+    TableNames,
+    parse_column_overrides,
+    parse_dsn,
+    read_secret_file,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose environment variable is CDC_OFFLOAD_<LONG NAME>, shown in --help."""
+    long_name = next(n for n in names if n.startswith("--")).lstrip("-")
+    kwargs.setdefault("envvar", "CDC_OFFLOAD_" + long_name.upper().replace("-", "_"))
+    kwargs.setdefault("show_envvar", True)
+    return click.option(*names, **kwargs)
+
+
+def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+source_options = _compose(
+    option("--source-dsn", help="The replica to read the binlog from: mysql://user@host:3306/moodle."),
+    option("--source-password", help="Password of the reader (better: the env var or --source-password-file)."),
+    option("--source-password-file", type=click.Path(dir_okay=False), help="File holding the reader's password."),
+    option("--server-id", type=int, default=4_242_001, show_default=True, help="Our replica id: unique per server."),
+)
+writer_options = _compose(
+    option("--writer-dsn", help="The primary to suppress on and keep state in: mysql://user@host:3306/moodle."),
+    option("--writer-password", help="Password of the writer (better: the env var or --writer-password-file)."),
+    option("--writer-password-file", type=click.Path(dir_okay=False), help="File holding the writer's password."),
+    option("--state-schema", default="cdc_offload", show_default=True, help="Schema of our ledger and checkpoint."),
+    option("--consumer", default="default", show_default=True, help="Name of this consumer (checkpoint and lock)."),
+    option("--table-prefix", default="mdl_", show_default=True, help="Moodle's table prefix."),
+    option("--user-table", default="user", show_default=True, help="User table name, without the prefix."),
+    option("--outbox-table", default="email", show_default=True, help="Outbox table name, without the prefix."),
+    option(
+        "--outbox-column",
+        multiple=True,
+        help="LOGICAL=ACTUAL for an outbox column named differently (e.g. userid=user_id). Repeatable.",
+    ),
+)
+pipeline_options = _compose(
+    option("--sink", type=click.Choice(["sqs", "ses"]), default="sqs", show_default=True, help="Where emails go."),
+    option("--queue-url", help="SQS queue URL (with --sink sqs); a .fifo queue gets dedup ids."),
+    option("--from", "ses_from", help="Verified sender address (with --sink ses)."),
+    option("--configuration-set", help="SES configuration set (optional)."),
+    option(
+        "--template",
+        multiple=True,
+        default=("user_create",),
+        show_default=True,
+        help="Outbox templates to offload. Repeatable.",
+    ),
+    option("--pair-window", type=float, default=30.0, show_default=True, help="Seconds to pair a user and its email."),
+    option("--max-event-age", type=float, default=45.0, show_default=True, help="Older events are left to Moodle."),
+    option(
+        "--suppress",
+        type=click.Choice(["delete", "mark-sent"]),
+        default="delete",
+        show_default=True,
+        help="How the queued copy is suppressed after AWS accepted ours.",
+    ),
+    option("--aws-deadline", type=float, default=10.0, show_default=True, help="Seconds AWS gets per batch."),
+    option("--aws-concurrency", type=int, default=16, show_default=True, help="Parallel calls to AWS."),
+    option("--max-batch", type=int, default=500, show_default=True, help="Most jobs per dispatch and commit."),
+    option("--heartbeat", type=float, default=1.0, show_default=True, help="Binlog heartbeat interval, seconds."),
+    option("--read-timeout", type=float, default=10.0, show_default=True, help="Binlog socket read timeout."),
+)
+observability_options = _compose(
+    option("--metrics-port", type=int, default=9108, show_default=True, help="Port of /metrics, /healthz, ..."),
+    option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the HTTP server binds."),
+    option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        default="INFO",
+        show_default=True,
+    ),
+)
+
+
+def _password(option_name: str, direct: str | None, file: str | None) -> str | None:
+    if file:
+        return read_secret_file(option_name + "-file", file)
+    return direct
+
+
+def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sink: bool = True) -> Settings:
+    """Options → validated `Settings`; a wrong value is a `click.BadParameter` naming the option."""
+    try:
+        writer_url = params.get("writer_dsn")
+        if not writer_url:
+            raise SettingsError("--writer-dsn", "required: mysql://user@primary:3306/moodle")
+        writer = parse_dsn(
+            "--writer-dsn",
+            writer_url,
+            _password("--writer-password", params.get("writer_password"), params.get("writer_password_file")),
+        )
+        source_url = params.get("source_dsn")
+        if need_source and not source_url:
+            raise SettingsError("--source-dsn", "required: mysql://reader@replica:3306/moodle")
+        source = (
+            parse_dsn(
+                "--source-dsn",
+                source_url,
+                _password("--source-password", params.get("source_password"), params.get("source_password_file")),
+            )
+            if source_url
+            else writer
+        )
+        sink = SinkSettings(
+            kind=params.get("sink") or "sqs",
+            queue_url=params.get("queue_url") if need_sink else params.get("queue_url") or "unused",
+            ses_from=params.get("ses_from") if need_sink else params.get("ses_from") or "unused@example.invalid",
+            ses_configuration_set=params.get("configuration_set"),
+            deadline=params.get("aws_deadline", 10.0),
+            concurrency=params.get("aws_concurrency", 16),
+        )
+        if sink.concurrency < 1:
+            raise SettingsError("--aws-concurrency", "must be at least 1")
+        tables = TableNames(
+            prefix=params.get("table_prefix", "mdl_"),
+            user=params.get("user_table", "user"),
+            outbox=params.get("outbox_table", "email"),
+            outbox_columns=parse_column_overrides("--outbox-column", tuple(params.get("outbox_column") or ())),
+        )
+        tables.user_table, tables.outbox_table  # noqa: B018 - validates the identifiers now
+        return Settings(
+            source=source,
+            writer=writer,
+            sink=sink,
+            tables=tables,
+            templates=frozenset(params.get("template") or ("user_create",)),
+            state_schema=params.get("state_schema", "cdc_offload"),
+            consumer=params.get("consumer", "default"),
+            server_id=params.get("server_id", 4_242_001),
+            pair_window=params.get("pair_window", 30.0),
+            max_event_age=params.get("max_event_age", 45.0),
+            suppress=params.get("suppress", "delete"),
+            heartbeat=params.get("heartbeat", 1.0),
+            read_timeout=params.get("read_timeout", 10.0),
+            max_batch=params.get("max_batch", 500),
+            metrics_port=params.get("metrics_port"),
+            metrics_host=params.get("metrics_host", "0.0.0.0"),
+        )
+    except SettingsError as error:
+        raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="cdc-offload")
+def main() -> None:
+    """Offload Moodle/IOMAD credential emails to AWS, read from the binlog, without losing one."""
+
+
+def _with_logging(function: F) -> F:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        logs.configure(kwargs.get("log_level") or os.environ.get("CDC_OFFLOAD_LOG_LEVEL", "INFO"))
+        return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@main.command()
+@writer_options
+@option("--source-dsn", help="Used only to print the reader's GRANTs for the right database.")
+@option("--reader-user", default="cdc_reader", show_default=True, help="Reader account name in the GRANTs.")
+@option("--writer-user", default="cdc_writer", show_default=True, help="Writer account name in the GRANTs.")
+def init(**params: Any) -> None:
+    """Create the state schema (idempotent) and print the least-privilege GRANTs to run."""
+    from cdc_offload.store import Store, StoreError, grant_statements
+
+    settings = build_settings(params, need_source=False, need_sink=False)
+    store = Store(settings)
+    try:
+        store.connect()
+        store.ensure_schema()
+    except (StoreError, Exception) as error:  # noqa: BLE001 - one clear line, not a traceback
+        raise click.ClickException(f"cannot create the state schema: {_describe(error)}") from None
+    finally:
+        store.close()
+    click.echo(f"state schema `{settings.state_schema}` is ready on {settings.writer}")
+    click.echo("-- least-privilege accounts (run as an administrator; put real passwords in):")
+    for statement in grant_statements(settings, params["reader_user"], params["writer_user"]):
+        click.echo(statement)
+
+
+def _describe(error: BaseException) -> str:
+    if error.args and isinstance(error.args[0], int):
+        return f"MySQL error {error.args[0]}"
+    return str(error) if isinstance(error, RuntimeError) else type(error).__name__
+
+
+def _print_checks(results: list[Any]) -> bool:
+    ok = True
+    for result in results:
+        if result.ok and not result.warning:
+            click.echo(f"ok    {result.name}")
+        elif result.ok:
+            click.echo(f"warn  {result.name}: {result.problem}")
+        else:
+            ok = False
+            click.echo(f"FAIL  {result.name}: {result.problem}\n      fix: {result.fix}")
+    return ok
+
+
+def run_checks(settings: Settings) -> bool:
+    from cdc_offload.preflight import source_checks, writer_checks
+    from cdc_offload.store import Store, StoreError
+
+    store = Store(settings)
+    saved = None
+    try:
+        store.connect()
+        present = store.schema_present()
+        saved = store.load_checkpoint() if present else None
+    except StoreError:
+        present = False
+    finally:
+        store.close()
+    results = writer_checks(settings, lambda: present)
+    results += source_checks(settings, saved)
+    return _print_checks(results)
+
+
+@main.command()
+@source_options
+@writer_options
+@pipeline_options
+def check(**params: Any) -> None:
+    """Preflight against the real servers: each check prints ok, or the problem and the fix."""
+    settings = build_settings(params)
+    if not run_checks(settings):
+        sys.exit(1)
+
+
+@main.command()
+@source_options
+@writer_options
+@pipeline_options
+@observability_options
+@option("--skip-checks", is_flag=True, help="Start without the preflight checks (not recommended).")
+@_with_logging
+def run(**params: Any) -> None:
+    """Tail the binlog and offload credential emails until SIGTERM (which drains and commits)."""
+    from cdc_offload.runtime import run_forever
+
+    settings = build_settings(params)
+    if not params.get("skip_checks") and not run_checks(settings):
+        click.echo("refusing to start: fix the problems above (Moodle keeps sending meanwhile)", err=True)
+        sys.exit(1)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logs.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    sys.exit(run_forever(settings, stop))
+
+
+@main.command()
+def demo() -> None:
+    """The whole flow on a throwaway MariaDB and an in-process AWS stand-in: no set-up needed."""
+    from cdc_offload.demo import run_demo
+
+    sys.exit(run_demo(echo=click.echo))
+
+
+def _json_or_table(rows: list[dict[str, Any]], as_json: bool, columns: tuple[str, ...]) -> None:
+    if as_json or not sys.stdout.isatty():
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    widths = {c: max([len(c)] + [len(str(r.get(c) or "")) for r in rows]) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(str(r.get(c) or "").ljust(widths[c]) for c in columns))
+
+
+@main.command()
+@writer_options
+@option("--user", "userid", type=int, help="The Moodle user id to look up.")
+@option("--since", help="Only rows handled at or after this UTC time (YYYY-MM-DD[ HH:MM:SS]).")
+@option("--status", type=click.Choice(["offloaded", "raced", "fallback", "skipped", "stale"]))
+@option("--limit", type=int, default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON output (the default when not on a terminal).")
+def ledger(**params: Any) -> None:
+    """Did user N get their email? What happened to each outbox row, from our ledger."""
+    import dataclasses
+
+    from cdc_offload.store import ledger_query
+
+    if params.get("userid") is None and not params.get("since"):
+        raise click.UsageError("give --user ID or --since TIME")
+    settings = build_settings(params, need_source=False, need_sink=False)
+    try:
+        entries = ledger_query(
+            settings.writer,
+            settings.state_schema,
+            userid=params.get("userid"),
+            since=params.get("since"),
+            status=params.get("status"),
+            limit=params["limit"],
+        )
+    except Exception as error:  # noqa: BLE001 - one clear line
+        raise click.ClickException(f"cannot read the ledger: {_describe(error)}") from None
+    _json_or_table(
+        [dataclasses.asdict(e) for e in entries],
+        params["as_json"],
+        ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at"),
+    )

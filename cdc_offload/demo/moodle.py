@@ -1,0 +1,247 @@
+"""A Moodle/IOMAD-shaped database for the demo, the tests and the benchmarks: the real DDL of the
+two watched tables, the neighbours IOMAD writes to, and user creation done the way IOMAD does it
+(12 separate autocommit transactions per user, the outbox INSERT ~6 after the user INSERT)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+USER_DDL = """CREATE TABLE IF NOT EXISTS {p}user (
+  id BIGINT(10) NOT NULL AUTO_INCREMENT,
+  auth VARCHAR(20) NOT NULL DEFAULT 'manual',
+  confirmed TINYINT(1) NOT NULL DEFAULT 0,
+  policyagreed TINYINT(1) NOT NULL DEFAULT 0,
+  deleted TINYINT(1) NOT NULL DEFAULT 0,
+  suspended TINYINT(1) NOT NULL DEFAULT 0,
+  mnethostid BIGINT(10) NOT NULL DEFAULT 0,
+  username VARCHAR(100) NOT NULL DEFAULT '',
+  password VARCHAR(255) NOT NULL DEFAULT '',
+  idnumber VARCHAR(255) NOT NULL DEFAULT '',
+  firstname VARCHAR(100) NOT NULL DEFAULT '',
+  lastname VARCHAR(100) NOT NULL DEFAULT '',
+  email VARCHAR(100) NOT NULL DEFAULT '',
+  emailstop TINYINT(1) NOT NULL DEFAULT 0,
+  phone1 VARCHAR(20) NOT NULL DEFAULT '',
+  phone2 VARCHAR(20) NOT NULL DEFAULT '',
+  institution VARCHAR(255) NOT NULL DEFAULT '',
+  department VARCHAR(255) NOT NULL DEFAULT '',
+  address VARCHAR(255) NOT NULL DEFAULT '',
+  city VARCHAR(120) NOT NULL DEFAULT '',
+  country VARCHAR(2) NOT NULL DEFAULT '',
+  lang VARCHAR(30) NOT NULL DEFAULT 'en',
+  calendartype VARCHAR(30) NOT NULL DEFAULT 'gregorian',
+  theme VARCHAR(50) NOT NULL DEFAULT '',
+  timezone VARCHAR(100) NOT NULL DEFAULT '99',
+  firstaccess BIGINT(10) NOT NULL DEFAULT 0,
+  lastaccess BIGINT(10) NOT NULL DEFAULT 0,
+  lastlogin BIGINT(10) NOT NULL DEFAULT 0,
+  currentlogin BIGINT(10) NOT NULL DEFAULT 0,
+  lastip VARCHAR(45) NOT NULL DEFAULT '',
+  secret VARCHAR(15) NOT NULL DEFAULT '',
+  picture BIGINT(10) NOT NULL DEFAULT 0,
+  description LONGTEXT NULL,
+  descriptionformat TINYINT(2) NOT NULL DEFAULT 1,
+  mailformat TINYINT(1) NOT NULL DEFAULT 1,
+  maildigest TINYINT(1) NOT NULL DEFAULT 0,
+  maildisplay TINYINT(2) NOT NULL DEFAULT 2,
+  autosubscribe TINYINT(1) NOT NULL DEFAULT 1,
+  trackforums TINYINT(1) NOT NULL DEFAULT 0,
+  timecreated BIGINT(10) NOT NULL DEFAULT 0,
+  timemodified BIGINT(10) NOT NULL DEFAULT 0,
+  trustbitmask BIGINT(10) NOT NULL DEFAULT 0,
+  imagealt VARCHAR(255) NULL,
+  lastnamephonetic VARCHAR(255) NULL,
+  firstnamephonetic VARCHAR(255) NULL,
+  middlename VARCHAR(255) NULL,
+  alternatename VARCHAR(255) NULL,
+  moodlenetprofile VARCHAR(255) NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY {p}user_mneuse_uix (mnethostid, username),
+  KEY {p}user_del_ix (deleted),
+  KEY {p}user_ema_ix (email)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=DYNAMIC"""
+
+OUTBOX_DDL = """CREATE TABLE IF NOT EXISTS {p}email (
+  id BIGINT(10) NOT NULL AUTO_INCREMENT,
+  templatename VARCHAR(100) DEFAULT NULL,
+  modifiedtime BIGINT(20) NOT NULL,
+  sent BIGINT(20) DEFAULT NULL,
+  subject VARCHAR(255) NOT NULL DEFAULT '',
+  body LONGTEXT NOT NULL,
+  varsreplaced BIGINT(20) DEFAULT NULL,
+  companyid BIGINT(20) NOT NULL DEFAULT 0,
+  courseid BIGINT(20) DEFAULT NULL,
+  userid BIGINT(20) NOT NULL,
+  invoiceid BIGINT(20) DEFAULT NULL,
+  classroomid BIGINT(20) DEFAULT NULL,
+  senderid BIGINT(20) DEFAULT NULL,
+  headers LONGTEXT DEFAULT NULL,
+  due BIGINT(20) NOT NULL DEFAULT 0,
+  PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=COMPRESSED"""
+
+NEIGHBOUR_DDL = (
+    """CREATE TABLE IF NOT EXISTS {p}context (id BIGINT AUTO_INCREMENT PRIMARY KEY, contextlevel BIGINT NOT NULL,
+       instanceid BIGINT NOT NULL, path VARCHAR(255) NULL, depth TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS {p}local_report_user_logins (id BIGINT AUTO_INCREMENT PRIMARY KEY,
+       userid BIGINT NOT NULL, created BIGINT NOT NULL, firstlogin BIGINT NULL, lastlogin BIGINT NULL,
+       logincount BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS {p}user_preferences (id BIGINT AUTO_INCREMENT PRIMARY KEY, userid BIGINT NOT NULL,
+       name VARCHAR(255) NOT NULL, value VARCHAR(1333) NOT NULL DEFAULT '') ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS {p}cache_flags (id BIGINT AUTO_INCREMENT PRIMARY KEY, flagtype VARCHAR(255) NOT NULL,
+       name VARCHAR(255) NOT NULL, timemodified BIGINT NOT NULL, value LONGTEXT NOT NULL, expiry BIGINT NOT NULL)
+       ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS {p}company_users (id BIGINT AUTO_INCREMENT PRIMARY KEY, companyid BIGINT NOT NULL,
+       userid BIGINT NOT NULL, managertype TINYINT NOT NULL DEFAULT 0, departmentid BIGINT NOT NULL DEFAULT 0)
+       ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS {p}logstore_standard_log (id BIGINT AUTO_INCREMENT PRIMARY KEY,
+       eventname VARCHAR(255) NOT NULL, component VARCHAR(100) NOT NULL, action VARCHAR(100) NOT NULL,
+       userid BIGINT NOT NULL, relateduserid BIGINT NULL, other LONGTEXT NULL, timecreated BIGINT NOT NULL)
+       ENGINE=InnoDB""",
+)
+
+SUBJECT = "A new on-line learning account has been created for you"
+
+
+def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
+    for ddl in (USER_DDL, OUTBOX_DDL, *NEIGHBOUR_DDL):
+        cursor.execute(ddl.format(p=prefix))
+
+
+def credential_body(username: str, password: str, firstname: str) -> str:
+    # IOMAD's rendered template: HTML, `</br>` line breaks, the password not HTML-escaped.
+    return (
+        f"<p>Hi {firstname},</p><p>A new account has been created for you at 'Demo Academy'</br>"
+        f"and you have been issued with a new temporary password.</br></br>Your current login information is now:</br>"
+        f"username: {username}</br>password: {password}</br>(you will have to change your password when you login "
+        f"for the first time)</br></br>To start using 'Demo Academy', login at https://moodle.example/login/</p>"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    username: str
+    email: str
+    password: str
+    firstname: str = "Ada"
+    lastname: str = "Lovelace"
+    companyid: int = 1
+    suspended: int = 0
+    template: str = "user_create"
+    due_offset: int = 0
+    sent: int | None = None
+
+
+def make_users(count: int, *, start: int = 0, password: str = "Tmp#pass1&") -> list[NewUser]:
+    return [
+        NewUser(username=f"learner{n:06d}", email=f"learner{n:06d}@example.org", password=password)
+        for n in range(start, start + count)
+    ]
+
+
+def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now: int | None = None) -> tuple[int, int]:
+    """One user the way IOMAD's `company_user::create()` writes it: every statement its own
+    autocommit transaction. Returns (user id, outbox id)."""
+    now = int(time.time()) if now is None else now
+    p = prefix
+    with connection.cursor() as c:
+        c.execute(
+            f"INSERT INTO {p}user (auth, confirmed, mnethostid, username, password, firstname, lastname, email, "
+            "suspended, timecreated, timemodified) VALUES ('manual', 1, 1, %s, '', %s, %s, %s, %s, %s, %s)",
+            (user.username, user.firstname, user.lastname, user.email, user.suspended, now, now),
+        )
+        userid = int(c.lastrowid)
+        c.execute(f"INSERT INTO {p}context (contextlevel, instanceid, depth) VALUES (30, %s, 2)", (userid,))
+        c.execute(f"UPDATE {p}context SET path = CONCAT('/1/', id) WHERE id = LAST_INSERT_ID()")
+        c.execute(f"INSERT INTO {p}local_report_user_logins (userid, created) VALUES (%s, %s)", (userid, now))
+        c.execute(
+            f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'create_password', '1')", (userid,)
+        )
+        c.execute(
+            f"INSERT INTO {p}cache_flags (flagtype, name, timemodified, value, expiry) VALUES ('userpreferenceschanged', %s, %s, '1', %s)",
+            (str(userid), now, now + 7200),
+        )
+        c.execute(
+            f"INSERT INTO {p}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, courseid, "
+            "userid, senderid, headers, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s, %s)",
+            (
+                user.template,
+                now,
+                user.sent,
+                SUBJECT,
+                credential_body(user.username, user.password, user.firstname),
+                user.companyid,
+                userid,
+                'a:1:{s:8:"template";s:11:"user_create";}',
+                now + user.due_offset,
+            ),
+        )
+        outbox_id = int(c.lastrowid)
+        c.execute(
+            f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'auth_forcepasswordchange', '1')",
+            (userid,),
+        )
+        c.execute(f"UPDATE {p}user SET password = %s WHERE id = %s", ("$2y$10$" + "x" * 53, userid))
+        c.execute(
+            f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'iomad_temporary', 'enc')", (userid,)
+        )
+        c.execute(f"DELETE FROM {p}user_preferences WHERE userid = %s AND name = 'create_password'", (userid,))
+        c.execute(f"INSERT INTO {p}company_users (companyid, userid) VALUES (%s, %s)", (user.companyid, userid))
+    return userid, outbox_id
+
+
+def create_users_bulk(
+    connection: Any, users: Sequence[NewUser], prefix: str = "mdl_", now: int | None = None
+) -> list[tuple[int, int]]:
+    """A bulk import: every user and outbox row in ONE transaction."""
+    now = int(time.time()) if now is None else now
+    ids: list[tuple[int, int]] = []
+    connection.begin()
+    try:
+        with connection.cursor() as c:
+            for user in users:
+                c.execute(
+                    f"INSERT INTO {prefix}user (auth, confirmed, mnethostid, username, firstname, lastname, email, "
+                    "suspended, timecreated, timemodified) VALUES ('manual', 1, 1, %s, %s, %s, %s, %s, %s, %s)",
+                    (user.username, user.firstname, user.lastname, user.email, user.suspended, now, now),
+                )
+                userid = int(c.lastrowid)
+                c.execute(
+                    f"INSERT INTO {prefix}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, "
+                    "courseid, userid, senderid, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s)",
+                    (
+                        user.template,
+                        now,
+                        user.sent,
+                        SUBJECT,
+                        credential_body(user.username, user.password, user.firstname),
+                        user.companyid,
+                        userid,
+                        now + user.due_offset,
+                    ),
+                )
+                ids.append((userid, int(c.lastrowid)))
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return ids
+
+
+def unrelated_noise(connection: Any, rows: int, prefix: str = "mdl_") -> None:
+    """Log rows like Moodle's logstore writes, in small autocommit transactions."""
+    now = int(time.time())
+    with connection.cursor() as c:
+        for n in range(rows):
+            c.execute(
+                f"INSERT INTO {prefix}logstore_standard_log (eventname, component, action, userid, other, timecreated) "
+                "VALUES ('\\\\core\\\\event\\\\course_viewed', 'core', 'viewed', %s, 'N;', %s)",
+                (n, now),
+            )
+
+
+def outbox_ids(rows: Iterable[tuple[int, int]]) -> list[int]:
+    return [outbox for _, outbox in rows]

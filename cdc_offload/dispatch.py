@@ -1,0 +1,71 @@
+"""Hands jobs to the sink, behind a circuit breaker, and reports every outcome to the metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from cdc_offload.metrics import Metrics
+from cdc_offload.model import Delivery, Job
+from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, UNREACHABLE, Sink
+
+# Failures that say AWS (or the way to it) is down, as opposed to a refused message.
+_OUTAGE_CODES = frozenset({DEADLINE, UNREACHABLE, "InternalError", "InternalFailure", "ServiceUnavailable"})
+
+
+class CircuitBreaker:
+    """Opens after `threshold` dispatch rounds in a row failed for outage reasons; after `cooldown`
+    lets one round through (half-open) and closes again if it succeeds."""
+
+    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._threshold = threshold
+        self._cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None
+
+    def allows_call(self) -> bool:
+        return self._opened_at is None or self._clock() - self._opened_at >= self._cooldown
+
+    def record(self, *, outage: bool) -> None:
+        if not outage:
+            self._failures, self._opened_at = 0, None
+            return
+        self._failures += 1
+        if self._opened_at is not None or self._failures >= self._threshold:
+            self._opened_at = self._clock()
+
+
+class Dispatcher:
+    def __init__(self, sink: Sink, breaker: CircuitBreaker, metrics: Metrics) -> None:
+        self._sink = sink
+        self._breaker = breaker
+        self._metrics = metrics
+        self.sink_name = sink.name
+
+    def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
+        if not jobs:
+            return []
+        if not self._breaker.allows_call():
+            deliveries = [Delivery(job.outbox.id, accepted=False, error_code=BREAKER_OPEN) for job in jobs]
+        else:
+            started = time.perf_counter()
+            deliveries = self._sink.deliver(jobs)
+            self._metrics.dispatch_seconds.labels(self._sink.name).observe(time.perf_counter() - started)
+            failed = [d for d in deliveries if not d.accepted]
+            outage = (
+                bool(failed) and len(failed) == len(deliveries) and all(d.error_code in _OUTAGE_CODES for d in failed)
+            )
+            self._breaker.record(outage=outage)
+        self._metrics.breaker_open.set(1 if self._breaker.is_open else 0)
+        for delivery in deliveries:
+            if not delivery.accepted:
+                self._metrics.aws_errors.labels(delivery.error_code or "Unknown").inc()
+        return deliveries
+
+    def close(self) -> None:
+        self._sink.close()

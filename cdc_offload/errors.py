@@ -1,0 +1,15 @@
+"""Errors that cross module boundaries."""
+
+from __future__ import annotations
+
+
+class SourceError(RuntimeError):
+    """The binlog stream ended or failed; rebuild it from the committed checkpoint."""
+
+
+class PositionLost(SourceError):
+    """The server no longer has the position we must resume from (purged, or another server)."""
+
+
+class FailClosed(RuntimeError):
+    """A condition under which running could lose or duplicate mail: stop, let Moodle send."""

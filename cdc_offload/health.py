@@ -1,0 +1,47 @@
+"""What /healthz and /readyz answer from: a few timestamps the loop and the reader keep fresh."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Literal
+
+Role = Literal["starting", "active", "standby", "stopped"]
+
+
+class Health:
+    def __init__(self, stall_after: float) -> None:
+        self._stall_after = stall_after
+        self._lock = threading.Lock()
+        self._loop_tick = time.monotonic()
+        self._reader_seen: float | None = None
+        self.role: Role = "starting"
+        self.writer_connected = False
+
+    def loop_ticked(self) -> None:
+        self._loop_tick = time.monotonic()
+
+    def reader_alive(self) -> None:
+        with self._lock:
+            self._reader_seen = time.monotonic()
+
+    def reader_lost(self) -> None:
+        with self._lock:
+            self._reader_seen = None
+
+    def healthy(self) -> bool:
+        """The loop ticks, and while active the reader delivers (heartbeats count)."""
+        now = time.monotonic()
+        if now - self._loop_tick > self._stall_after:
+            return False
+        if self.role != "active":
+            return self.role != "stopped"
+        with self._lock:
+            seen = self._reader_seen
+        return seen is not None and now - seen <= self._stall_after
+
+    def ready(self) -> bool:
+        """Connected to both servers and either leading or standing by."""
+        if self.role == "standby":
+            return self.writer_connected
+        return self.role == "active" and self.writer_connected and self.healthy()

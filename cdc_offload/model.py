@@ -1,0 +1,166 @@
+"""Value types that cross module boundaries. All frozen: a stage never mutates another's data."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """A binlog coordinate. `offset` is where the next event starts, so a position taken at a
+    commit is a transaction boundary: resuming there re-reads nothing and skips nothing."""
+
+    file: str
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        name, sep, offset = text.rpartition(":")
+        if not sep or not name or not offset.isdigit():
+            raise ValueError(f"{text!r} is not a binlog position: expected FILE:OFFSET, e.g. binlog.000012:4")
+        return cls(name, int(offset))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a restart resumes: a transaction boundary, with the GTID state there when known."""
+
+    position: Position
+    gtid: str | None = None
+    server_uuid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    username: str
+    firstname: str
+    lastname: str
+    email: str
+    auth: str
+    deleted: bool
+    suspended: bool
+
+    def __repr__(self) -> str:
+        # Addresses and names stay out of logs and tracebacks.
+        return f"UserRow(id={self.id})"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    userid: int
+    templatename: str | None
+    sent: int | None
+    due: int
+    companyid: int
+    subject: str = ""
+    body: str = ""
+
+    def __repr__(self) -> str:
+        # A stray log line or traceback showing this row must not carry the body (the password).
+        return f"OutboxRow(id={self.id}, userid={self.userid}, templatename={self.templatename!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """An INSERT on a watched table. `start` is the boundary before its transaction: resuming
+    there reads this row again."""
+
+    row: UserRow | OutboxRow
+    start: Checkpoint
+    event_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The end of a transaction: `position` is a safe place to resume."""
+
+    checkpoint: Checkpoint
+    event_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """The server had nothing to send (a heartbeat): the stream is caught up at wall time `now`."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A watched row we could not decode: left to Moodle, counted, never guessed at."""
+
+    table: str
+    start: Checkpoint
+    event_time: int
+    problem: str
+
+
+SourceItem = ChangeEvent | Commit | Idle | Undecodable
+
+
+class Status(enum.StrEnum):
+    OFFLOADED = "offloaded"
+    RACED = "raced"
+    FALLBACK = "fallback"
+    SKIPPED = "skipped"
+    STALE = "stale"
+
+
+class Reason(enum.StrEnum):
+    """Why a row was left to Moodle (or, for raced, what happened). Fixed set: metric labels."""
+
+    NONE = "none"
+    OTHER_TEMPLATE = "other_template"
+    ALREADY_SENT = "already_sent"
+    SCHEDULED = "scheduled"
+    USER_DELETED = "user_deleted"
+    USER_SUSPENDED = "user_suspended"
+    BAD_ADDRESS = "bad_address"
+    NO_USER_INSERT = "no_user_insert"
+    TOO_OLD = "too_old"
+    TOO_LARGE = "too_large"
+    UNDECODABLE = "undecodable"
+    AWS_REJECTED = "aws_rejected"
+    AWS_UNAVAILABLE = "aws_unavailable"
+    SENT_BY_MOODLE = "sent_by_moodle"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An outbox row with the user it belongs to, ready to decide on and maybe send."""
+
+    outbox: OutboxRow
+    user: UserRow | None
+    start: Checkpoint
+    event_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the sink says about one job."""
+
+    outbox_id: int
+    accepted: bool
+    message_id: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The final word on one outbox row, as the ledger records it."""
+
+    outbox_id: int
+    userid: int
+    status: Status
+    reason: Reason
+    position: Position
+    event_time: int
+    sink: str | None = None
+    message_id: str | None = None
+    attempts: int = 0

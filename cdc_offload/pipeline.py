@@ -1,0 +1,514 @@
+"""The one loop: leadership, then source → correlate → decide → dispatch → store, until stopped.
+
+The reader runs in its own thread (a blocking socket read) and hands items over a bounded
+queue; everything else happens on this loop's thread, so the correlator, the checkpoint and the
+writer connection have a single owner. Dispatch and commit are synchronous per batch: while one
+batch is with AWS the reader keeps filling the queue, which is what makes the next batch large.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from cdc_offload import logs
+from cdc_offload.correlate import Correlator
+from cdc_offload.dispatch import Dispatcher
+from cdc_offload.errors import FailClosed, PositionLost, SourceError
+from cdc_offload.health import Health
+from cdc_offload.metrics import Metrics
+from cdc_offload.model import (
+    ChangeEvent,
+    Checkpoint,
+    Commit,
+    Idle,
+    Job,
+    OutboxRow,
+    Position,
+    Reason,
+    Resolution,
+    SourceItem,
+    Status,
+    Undecodable,
+)
+from cdc_offload.policy import decide
+from cdc_offload.settings import Settings
+from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, TOO_LARGE, UNREACHABLE
+from cdc_offload.store import Store, StoreError
+
+CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
+_UNAVAILABLE_CODES = frozenset({BREAKER_OPEN, DEADLINE, UNREACHABLE})
+
+
+def crash_point(name: str) -> None:
+    """Fault-injection hook: die here, as abruptly as a power cut, when the tests ask for it."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Source(Protocol):
+    def __iter__(self) -> Iterator[SourceItem]: ...
+
+    def close(self) -> None: ...
+
+
+SourceFactory = Callable[[Settings, Checkpoint], Source]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReaderEnded:
+    error: SourceError | None
+
+
+@dataclass
+class RunOptions:
+    """What differs between the live loop and a replay of a stretch of binlog."""
+
+    write_checkpoint: bool = True
+    dry_run: bool = False
+    ignore_age: bool = False
+    stop_at_end: bool = False
+
+
+@dataclass
+class Tally:
+    """Outcomes of one run (the demo and `replay` print it)."""
+
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    already_done: int = 0
+
+    def add(self, resolutions: Iterable[Resolution]) -> None:
+        for r in resolutions:
+            self.outcomes[(r.status.value, r.reason.value)] += 1
+
+
+class _Reader(threading.Thread):
+    """Runs the blocking source and hands items over in chunks (one queue hop per chunk, not per
+    event). Commits of transactions without watched rows are coalesced: only the newest matters."""
+
+    CHUNK = 256
+    COALESCE_SECONDS = 0.05
+
+    def __init__(self, source: Source, out: queue.Queue[list[SourceItem] | _ReaderEnded], health: Health) -> None:
+        super().__init__(name="binlog-reader", daemon=True)
+        self._source = source
+        self._out = out
+        self._health = health
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._source.close()
+
+    def run(self) -> None:
+        chunk: list[SourceItem] = []
+        held_commit: Commit | None = None
+        watched_in_txn = False
+        last_put = time.monotonic()
+        try:
+            for item in self._source:
+                if self._stopping.is_set():
+                    return
+                self._health.reader_alive()
+                if isinstance(item, Commit):
+                    if watched_in_txn:
+                        chunk.append(item)
+                        watched_in_txn = False
+                    else:
+                        held_commit = item
+                        if time.monotonic() - last_put < self.COALESCE_SECONDS and len(chunk) < self.CHUNK:
+                            continue
+                        chunk.append(item)
+                    held_commit = None
+                elif isinstance(item, Idle):
+                    if held_commit is not None:
+                        chunk.append(held_commit)
+                        held_commit = None
+                    chunk.append(item)
+                else:
+                    if held_commit is not None:
+                        chunk.append(held_commit)
+                        held_commit = None
+                    watched_in_txn = True
+                    chunk.append(item)
+                    if len(chunk) < self.CHUNK:
+                        continue
+                self._put(chunk)
+                chunk = []
+                last_put = time.monotonic()
+            if held_commit is not None:
+                chunk.append(held_commit)
+            if chunk:
+                self._put(chunk)
+            self._put(_ReaderEnded(None))
+        except SourceError as error:
+            self._put(_ReaderEnded(error))
+        except Exception as error:  # noqa: BLE001 - any reader failure means: rebuild from the checkpoint
+            self._put(_ReaderEnded(SourceError(f"binlog reader failed: {type(error).__name__}")))
+        finally:
+            self._health.reader_lost()
+
+    def _put(self, item: list[SourceItem] | _ReaderEnded) -> None:
+        # A full queue is back-pressure; a stopped session no longer drains it, so give up then.
+        while not self._stopping.is_set():
+            try:
+                self._out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+
+class Session:
+    """One pass over the binlog from a committed checkpoint, as the active consumer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        dispatcher: Dispatcher,
+        metrics: Metrics,
+        health: Health,
+        source: Source,
+        start: Checkpoint,
+        options: RunOptions,
+        tally: Tally,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._health = health
+        self._options = options
+        self._tally = tally
+        self._clock = clock
+        self._correlator = Correlator(settings.pair_window, settings.templates)
+        self._queue: queue.Queue[list[SourceItem] | _ReaderEnded] = queue.Queue(maxsize=64)
+        self._reader = _Reader(source, self._queue, health)
+        self._ready: dict[int, Job] = {}
+        self._last_commit = start
+        self._committed = start
+        self._committed_at = time.monotonic()
+        self._last_event_time: float | None = None
+        self.uncommitted: list[Resolution] = []
+
+    def run(self, stop: threading.Event) -> None:
+        """Returns when `stop` is set (after draining) or, in a replay, at the end of the stretch.
+        Raises `SourceError` when the reader fails: the caller rebuilds it from the checkpoint."""
+        self._reader.start()
+        try:
+            self._loop(stop)
+        finally:
+            self._reader.stop()
+
+    def _loop(self, stop: threading.Event) -> None:
+        ended: _ReaderEnded | None = None
+        while ended is None:
+            self._health.loop_ticked()
+            try:
+                got = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                got = None
+            while isinstance(got, list):
+                self._take(got)
+                if len(self._ready) >= self._settings.max_batch:
+                    break
+                try:
+                    got = self._queue.get_nowait()
+                except queue.Empty:
+                    got = None
+            if isinstance(got, _ReaderEnded):
+                ended = got
+            if stop.is_set():
+                break
+            self._expire(self._correlator.advance(0.0))
+            if self._ready and (self._queue.empty() or len(self._ready) >= self._settings.max_batch):
+                self._flush()
+            elif time.monotonic() - self._committed_at >= self._settings.checkpoint_interval:
+                self._commit_checkpoint()
+            self._observe()
+        # Draining: what is paired is sent and recorded; what still waits for its partner is
+        # re-read after a restart (the checkpoint stays before it).
+        if self._options.stop_at_end or stop.is_set():
+            self._expire(self._correlator.advance(float("inf")) if self._options.stop_at_end else [])
+        self._flush()
+        self._commit_checkpoint()
+        if ended is not None and ended.error is not None:
+            raise ended.error
+
+    # -- items ------------------------------------------------------------------------------
+    def _take(self, items: list[SourceItem]) -> None:
+        for item in items:
+            if isinstance(item, ChangeEvent):
+                self._metrics.rows.labels("outbox" if isinstance(item.row, OutboxRow) else "user").inc()
+                self._last_event_time = item.event_time
+                for job in self._correlator.add(item):
+                    self._ready[job.outbox.id] = job
+            elif isinstance(item, Commit):
+                self._last_commit = item.checkpoint
+                self._last_event_time = item.event_time
+                self._expire(self._correlator.advance(float(item.event_time)))
+            elif isinstance(item, Idle):
+                self._last_event_time = item.now
+                self._expire(self._correlator.advance(item.now))
+            elif isinstance(item, Undecodable):
+                table = "user" if item.table == self._settings.tables.user_table else "outbox"
+                self._metrics.undecodable.labels(table).inc()
+                logs.warning(
+                    "row_undecodable", table=item.table, position=str(item.start.position), problem=item.problem
+                )
+
+    def _expire(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._ready[job.outbox.id] = job
+
+    # -- a batch ----------------------------------------------------------------------------
+    def _flush(self) -> None:
+        if not self._ready:
+            return
+        jobs = list(self._ready.values())
+        self._ready.clear()
+        done = self._store.handled([job.outbox.id for job in jobs])
+        if done:
+            self._tally.already_done += len(done)
+            logs.debug("already_handled", count=len(done))
+            jobs = [job for job in jobs if job.outbox.id not in done]
+        now = self._clock()
+        max_age = float("inf") if self._options.ignore_age else self._settings.max_event_age
+        resolutions: list[Resolution] = []
+        to_send: list[Job] = []
+        for job in jobs:
+            decision = decide(job, now, max_age, self._settings.templates)
+            if decision is None:
+                to_send.append(job)
+            else:
+                resolutions.append(decision)
+        if self._options.dry_run:
+            resolutions += [self._would_send(job) for job in to_send]
+            self._tally.add(resolutions)
+            return
+        resolutions += self._send(to_send)
+        crash_point("before_commit")
+        final = self._commit(resolutions)
+        crash_point("after_commit")
+        self._tally.add(final)
+        for r in final:
+            self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
+            logs.info(
+                "outbox_row_resolved",
+                outbox_id=r.outbox_id,
+                user_id=r.userid,
+                status=r.status.value,
+                reason=r.reason.value,
+                position=str(r.position),
+                message_id=r.message_id,
+            )
+
+    def _would_send(self, job: Job) -> Resolution:
+        return Resolution(
+            job.outbox.id, job.outbox.userid, Status.OFFLOADED, Reason.NONE, job.start.position, job.event_time
+        )
+
+    def _send(self, jobs: list[Job]) -> list[Resolution]:
+        if not jobs:
+            return []
+        deliveries = {d.outbox_id: d for d in self._dispatcher.deliver(jobs)}
+        crash_point("after_dispatch")
+        resolutions = []
+        for job in jobs:
+            delivery = deliveries.get(job.outbox.id)
+            base = Resolution(
+                job.outbox.id,
+                job.outbox.userid,
+                Status.OFFLOADED,
+                Reason.NONE,
+                job.start.position,
+                job.event_time,
+                sink=self._dispatcher.sink_name,
+                attempts=1,
+            )
+            if delivery is not None and delivery.accepted:
+                resolutions.append(replace(base, message_id=delivery.message_id))
+                continue
+            code = delivery.error_code if delivery else None
+            reason = (
+                Reason.TOO_LARGE
+                if code == TOO_LARGE
+                else Reason.AWS_UNAVAILABLE
+                if code in _UNAVAILABLE_CODES
+                else Reason.AWS_REJECTED
+            )
+            resolutions.append(replace(base, status=Status.FALLBACK, reason=reason))
+        return resolutions
+
+    def _safe_checkpoint(self) -> Checkpoint | None:
+        if not self._options.write_checkpoint:
+            return None
+        oldest = self._correlator.oldest_start()
+        if oldest is not None and oldest.position < self._last_commit.position:
+            return oldest
+        return self._last_commit
+
+    def _commit(self, resolutions: list[Resolution]) -> list[Resolution]:
+        checkpoint = self._safe_checkpoint()
+        # Kept until the commit succeeds: if the primary is lost now, the leader loop commits
+        # these first when it is back, so AWS-accepted rows are still suppressed exactly once.
+        self.uncommitted = resolutions
+        final = self._store.commit(resolutions, checkpoint)
+        self.uncommitted = []
+        self._note_committed(checkpoint)
+        return final
+
+    def _commit_checkpoint(self) -> None:
+        checkpoint = self._safe_checkpoint()
+        if checkpoint is None or self._options.dry_run:
+            return
+        if checkpoint == self._committed:
+            self._committed_at = time.monotonic()
+            return
+        self._store.commit([], checkpoint)
+        self._note_committed(checkpoint)
+
+    def _note_committed(self, checkpoint: Checkpoint | None) -> None:
+        self._committed_at = time.monotonic()
+        if checkpoint is not None:
+            self._committed = checkpoint
+            self._metrics.set_checkpoint(checkpoint.position.file, checkpoint.position.offset, time.time())
+
+    def _observe(self) -> None:
+        now = self._clock()
+        if self._last_event_time is not None:
+            self._metrics.lag.set(max(0.0, now - self._last_event_time))
+        waiting = self._correlator.waiting_since()
+        self._metrics.oldest_unresolved.set(0 if waiting is None else max(0.0, now - waiting))
+        self._metrics.pending.set(self._correlator.pending_count())
+
+
+class Pipeline:
+    """Leadership and recovery around `Session`s: the `run` command's whole life."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        dispatcher: Dispatcher,
+        metrics: Metrics,
+        health: Health,
+        source_factory: SourceFactory,
+        first_start: Callable[[], Checkpoint],
+        options: RunOptions | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._health = health
+        self._source_factory = source_factory
+        self._first_start = first_start
+        self._options = options or RunOptions()
+        self.tally = Tally()
+        self._uncommitted: list[Resolution] = []
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = _Backoff()
+        while not stop.is_set():
+            try:
+                if not self._lead_or_stand_by(stop):
+                    continue
+                backoff.reset()
+                self._lead(stop)
+            except (StoreError, SourceError) as error:
+                if isinstance(error, PositionLost):
+                    self._metrics.fail_closed.set(1)
+                    raise FailClosed(str(error)) from None
+                self._metrics.writer_failures.inc() if isinstance(
+                    error, StoreError
+                ) else self._metrics.reader_restarts.inc()
+                logs.warning("recovering", error=str(error), kind=type(error).__name__)
+                self._health.writer_connected = self._store.connected
+                stop.wait(backoff.next())
+            finally:
+                self._metrics.active.set(0)
+        self._health.role = "stopped"
+        self._store.close()
+
+    def _lead_or_stand_by(self, stop: threading.Event) -> bool:
+        if not self._store.connected:
+            self._store.connect()
+        self._health.writer_connected = True
+        if self._store.try_acquire_lock():
+            return True
+        if self._health.role != "standby":
+            logs.info("standing_by", lock=self._settings.lock_name)
+        self._health.role = "standby"
+        self._health.loop_ticked()
+        stop.wait(self._settings.standby_poll)
+        return False
+
+    def _lead(self, stop: threading.Event) -> None:
+        self._health.role = "active"
+        self._metrics.active.set(1)
+        if self._uncommitted:
+            # Accepted by AWS before the primary was lost: suppress them now, before reading on.
+            self._store.commit(self._uncommitted, None)
+            self._uncommitted = []
+        checkpoint = self._store.load_checkpoint()
+        if checkpoint is None:
+            checkpoint = self._first_start()
+            self._store.commit([], checkpoint)
+        logs.info("leading", position=str(checkpoint.position), gtid=checkpoint.gtid)
+        self._metrics.set_checkpoint(checkpoint.position.file, checkpoint.position.offset, time.time())
+        backoff = _Backoff()
+        while not stop.is_set():
+            session = Session(
+                self._settings,
+                self._store,
+                self._dispatcher,
+                self._metrics,
+                self._health,
+                self._source_factory(self._settings, checkpoint),
+                checkpoint,
+                self._options,
+                self.tally,
+            )
+            try:
+                session.run(stop)
+                return
+            except StoreError:
+                self._uncommitted = session.uncommitted
+                raise
+            except PositionLost:
+                raise
+            except SourceError as error:
+                self._metrics.reader_restarts.inc()
+                logs.warning("reader_restart", error=str(error))
+                stop.wait(backoff.next())
+                checkpoint = self._store.load_checkpoint() or checkpoint
+
+
+class _Backoff:
+    """Exponential backoff with full jitter, capped, so a flapping server is not hammered."""
+
+    def __init__(self, base: float = 0.2, cap: float = 10.0) -> None:
+        self._base, self._cap, self._attempt = base, cap, 0
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next(self) -> float:
+        self._attempt += 1
+        return random.uniform(0, min(self._cap, self._base * 2**self._attempt))  # noqa: S311 - jitter, not crypto
+
+
+def replay_bounds(start: Position, end: Position | None) -> tuple[Position, Position | None]:
+    if end is not None and end <= start:
+        raise ValueError(f"--to {end} is not after --from {start}")
+    return start, end

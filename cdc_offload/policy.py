@@ -1,0 +1,57 @@
+"""Which paired rows we may send, and why the others are left to Moodle."""
+
+from __future__ import annotations
+
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+
+from cdc_offload.model import Job, Reason, Resolution, Status
+
+_FORBIDDEN_IN_ADDRESS = frozenset(",;<>()[]\\\"' \t\r\n")
+
+
+def is_single_address(text: str) -> bool:
+    """One plain `local@domain` address, nothing that could smuggle a second one or a header."""
+    if not text or len(text) > 254 or any(ch in _FORBIDDEN_IN_ADDRESS or ord(ch) < 32 for ch in text):
+        return False
+    local, sep, domain = text.rpartition("@")
+    if not sep or not local or "@" in local or "." not in domain.strip("."):
+        return False
+    try:
+        Address(addr_spec=text)
+    except (HeaderParseError, ValueError, IndexError):
+        return False
+    return True
+
+
+def decide(job: Job, now: float, max_event_age: float, templates: frozenset[str]) -> Resolution | None:
+    """A `Resolution` when the row is left to Moodle; None when it is ours to send."""
+    row = job.outbox
+    reason = Reason.NONE
+    status = Status.SKIPPED
+    if row.templatename not in templates:
+        reason = Reason.OTHER_TEMPLATE
+    elif row.sent is not None:
+        reason = Reason.ALREADY_SENT
+    elif job.user is None:
+        reason = Reason.NO_USER_INSERT
+    elif job.user.deleted:
+        reason = Reason.USER_DELETED
+    elif job.user.suspended:
+        reason = Reason.USER_SUSPENDED
+    elif not is_single_address(job.user.email.strip()):
+        reason = Reason.BAD_ADDRESS
+    elif row.due > now:
+        reason = Reason.SCHEDULED
+    elif now - job.event_time > max_event_age:
+        status, reason = Status.STALE, Reason.TOO_OLD
+    else:
+        return None
+    return Resolution(
+        outbox_id=row.id,
+        userid=row.userid,
+        status=status,
+        reason=reason,
+        position=job.start.position,
+        event_time=job.event_time,
+    )

@@ -1,0 +1,91 @@
+"""Builds the parts from `Settings` and runs the pipeline: what `run` (and the demo) call."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cdc_offload import logs
+from cdc_offload.dispatch import CircuitBreaker, Dispatcher
+from cdc_offload.errors import FailClosed
+from cdc_offload.health import Health
+from cdc_offload.http import OperatorServer
+from cdc_offload.metrics import Metrics
+from cdc_offload.model import Checkpoint
+from cdc_offload.pipeline import Pipeline, RunOptions
+from cdc_offload.settings import Settings
+from cdc_offload.sinks import Sink
+from cdc_offload.source import BinlogSource, current_end
+from cdc_offload.store import Store, ledger_query
+
+EXIT_OK = 0
+EXIT_FAIL_CLOSED = 3
+
+
+def make_sink(settings: Settings) -> Sink:
+    if settings.sink.kind == "ses":
+        from cdc_offload.sinks.ses import SesSink
+
+        return SesSink(settings.sink)
+    from cdc_offload.sinks.sqs import SqsSink
+
+    return SqsSink(settings.sink)
+
+
+def source_factory(settings: Settings, start: Checkpoint) -> BinlogSource:
+    return BinlogSource(settings, start)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    health: Health
+    pipeline: Pipeline
+    dispatcher: Dispatcher
+    server: OperatorServer | None
+
+
+def build(settings: Settings, options: RunOptions | None = None, metrics: Metrics | None = None) -> Runtime:
+    metrics = metrics or Metrics()
+    health = Health(stall_after=max(5.0, settings.read_timeout + 2 * settings.heartbeat))
+    breaker = CircuitBreaker(settings.sink.breaker_failures, settings.sink.breaker_cooldown)
+    dispatcher = Dispatcher(make_sink(settings), breaker, metrics)
+    pipeline = Pipeline(
+        settings,
+        Store(settings),
+        dispatcher,
+        metrics,
+        health,
+        source_factory,
+        lambda: current_end(settings.source),
+        options,
+    )
+    server = None
+    if settings.metrics_port is not None:
+        server = OperatorServer(
+            settings.metrics_host,
+            settings.metrics_port,
+            metrics,
+            health,
+            lambda userid: ledger_query(settings.writer, settings.state_schema, userid=userid),
+        )
+    return Runtime(settings, metrics, health, pipeline, dispatcher, server)
+
+
+def run_forever(settings: Settings, stop: threading.Event) -> int:
+    runtime = build(settings)
+    if runtime.server is not None:
+        runtime.server.start()
+        logs.info("http_listening", port=runtime.server.server_address[1])
+    try:
+        runtime.pipeline.run(stop)
+        logs.info("stopped")
+        return EXIT_OK
+    except FailClosed as error:
+        logs.error("fail_closed", problem=str(error))
+        return EXIT_FAIL_CLOSED
+    finally:
+        runtime.dispatcher.close()
+        if runtime.server is not None:
+            runtime.server.shutdown()

@@ -1,0 +1,181 @@
+"""Configuration: parsed and validated before anything connects."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SinkKind = Literal["sqs", "ses"]
+SuppressMode = Literal["delete", "mark-sent"]
+ResumeMode = Literal["position", "gtid"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
+
+
+class SettingsError(ValueError):
+    """One configuration value is wrong. `option` is the flag a user would fix."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+        self.problem = problem
+
+
+def identifier(option: str, value: str) -> str:
+    """Names we splice into SQL must be plain identifiers: they cannot be bound as parameters."""
+    if not _IDENTIFIER.match(value):
+        raise SettingsError(option, f"{value!r} is not a plain MySQL identifier (letters, digits, _ and $)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Dsn:
+    host: str
+    port: int
+    user: str
+    database: str
+    password: str = field(default="", repr=False)
+
+    def __str__(self) -> str:
+        # The password never leaves this object through str() or repr().
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def parse_dsn(option: str, url: str, password: str | None = None) -> Dsn:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise SettingsError(option, "expected mysql://user[:password]@host:port/database")
+    if not parts.hostname or not parts.username:
+        raise SettingsError(option, "the DSN needs a user and a host: mysql://user@host:3306/moodle")
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise SettingsError(option, "the port is not a number") from None
+    database = parts.path.lstrip("/")
+    if database:
+        identifier(option, database)
+    secret = password if password is not None else urllib.parse.unquote(parts.password or "")
+    return Dsn(
+        host=parts.hostname,
+        port=port,
+        user=urllib.parse.unquote(parts.username),
+        database=database,
+        password=secret,
+    )
+
+
+def read_secret_file(option: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise SettingsError(option, f"cannot read the password file: {error.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TableNames:
+    """Moodle's tables and the outbox's columns: IOMAD's names unless the site differs."""
+
+    prefix: str = "mdl_"
+    user: str = "user"
+    outbox: str = "email"
+    outbox_columns: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def user_table(self) -> str:
+        return identifier("--table-prefix", self.prefix + self.user)
+
+    @property
+    def outbox_table(self) -> str:
+        return identifier("--table-prefix", self.prefix + self.outbox)
+
+    def column(self, logical: str) -> str:
+        """The site's name for one of the outbox columns we use (id, userid, sent, ...)."""
+        return dict(self.outbox_columns).get(logical, logical)
+
+
+OUTBOX_LOGICAL_COLUMNS = ("id", "userid", "templatename", "sent", "due", "companyid", "subject", "body")
+
+
+def parse_column_overrides(option: str, pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    parsed: list[tuple[str, str]] = []
+    for pair in pairs:
+        logical, sep, actual = pair.partition("=")
+        if not sep or logical not in OUTBOX_LOGICAL_COLUMNS:
+            raise SettingsError(
+                option, f"{pair!r}: expected LOGICAL=ACTUAL with LOGICAL one of {', '.join(OUTBOX_LOGICAL_COLUMNS)}"
+            )
+        parsed.append((logical, identifier(option, actual)))
+    return tuple(parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSettings:
+    kind: SinkKind = "sqs"
+    queue_url: str | None = None
+    ses_from: str | None = None
+    ses_configuration_set: str | None = None
+    deadline: float = 10.0
+    concurrency: int = 16
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: Dsn
+    writer: Dsn
+    sink: SinkSettings = SinkSettings()
+    tables: TableNames = TableNames()
+    templates: frozenset[str] = frozenset({"user_create"})
+    state_schema: str = "cdc_offload"
+    consumer: str = "default"
+    server_id: int = 4_242_001
+    pair_window: float = 30.0
+    max_event_age: float = 45.0
+    suppress: SuppressMode = "delete"
+    resume: ResumeMode = "position"
+    heartbeat: float = 1.0
+    read_timeout: float = 10.0
+    max_batch: int = 500
+    checkpoint_interval: float = 1.0
+    standby_poll: float = 1.0
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+
+    def __post_init__(self) -> None:
+        identifier("--state-schema", self.state_schema)
+        if self.pair_window <= 0:
+            raise SettingsError("--pair-window", "must be a positive number of seconds")
+        if self.max_event_age <= 0:
+            raise SettingsError("--max-event-age", "must be a positive number of seconds")
+        if self.pair_window >= self.max_event_age:
+            raise SettingsError(
+                "--pair-window",
+                f"{self.pair_window:g}s is not below --max-event-age ({self.max_event_age:g}s): "
+                "every paired row would already be too old to send",
+            )
+        if not 1 <= self.server_id < 2**32:
+            raise SettingsError("--server-id", "must be between 1 and 4294967295 and unique among replicas")
+        if self.heartbeat <= 0 or self.read_timeout < 2 * self.heartbeat:
+            raise SettingsError("--read-timeout", "must be at least twice --heartbeat so an idle link is not cut")
+        if not self.source.database:
+            raise SettingsError("--source-dsn", "name the Moodle database: mysql://user@host:3306/moodle")
+        if not self.writer.database:
+            raise SettingsError("--writer-dsn", "name the Moodle database: mysql://user@host:3306/moodle")
+        if self.sink.kind == "sqs" and not self.sink.queue_url:
+            raise SettingsError("--queue-url", "required with --sink sqs")
+        if self.sink.kind == "ses" and not self.sink.ses_from:
+            raise SettingsError("--from", "required with --sink ses (a verified sender address)")
+        if self.sink.deadline <= 0 or self.sink.deadline >= self.max_event_age:
+            raise SettingsError("--aws-deadline", "must be positive and below --max-event-age")
+        if self.max_batch < 1:
+            raise SettingsError("--max-batch", "must be at least 1")
+        if not self.templates:
+            raise SettingsError("--template", "name at least one outbox template to offload")
+
+    @property
+    def lock_name(self) -> str:
+        return f"cdc_offload.{self.state_schema}.{self.consumer}"

@@ -1,0 +1,24 @@
+"""Delivery to AWS. A sink takes jobs and says, per outbox id, whether AWS accepted it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from cdc_offload.model import Delivery, Job
+
+# Error codes a sink reports that are not AWS's own (AWS codes pass through as they come).
+DEADLINE = "DeadlineExceeded"
+UNREACHABLE = "Unreachable"
+TOO_LARGE = "MessageTooLarge"
+BREAKER_OPEN = "BreakerOpen"
+
+
+class Sink(Protocol):
+    name: str
+
+    def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
+        """One `Delivery` per job, in any order; never raises for an AWS failure."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,74 @@
+"""What both sinks share: boto3's retry configuration, a bounded pool, and a deadline."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import botocore.config
+import botocore.exceptions
+
+from cdc_offload.model import Delivery
+from cdc_offload.settings import SinkSettings
+from cdc_offload.sinks import DEADLINE, UNREACHABLE
+
+T = TypeVar("T")
+
+
+def client_config(settings: SinkSettings) -> botocore.config.Config:
+    # Three attempts in standard mode (throttling backs off) and timeouts that fit three attempts
+    # inside the deadline, so a call rarely outlives the moment we gave the row back to Moodle.
+    per_attempt = max(0.5, settings.deadline / 3)
+    return botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=min(2.0, per_attempt),
+        read_timeout=per_attempt,
+        max_pool_connections=settings.concurrency,
+        tcp_keepalive=True,
+    )
+
+
+def error_code(error: Exception) -> str:
+    """A short, content-free name for what went wrong (AWS's own code where there is one)."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        return str(error.response.get("Error", {}).get("Code") or "ClientError")
+    if isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
+        return UNREACHABLE
+    if isinstance(error, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError):
+        return UNREACHABLE
+    return type(error).__name__
+
+
+class BoundedCalls:
+    """Runs calls on a fixed pool and stops waiting at the deadline."""
+
+    def __init__(self, concurrency: int, deadline: float) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="aws")
+        self._deadline = deadline
+
+    def run(
+        self,
+        units: Sequence[T],
+        call: Callable[[T], list[Delivery]],
+        ids_of: Callable[[T], list[int]],
+    ) -> list[Delivery]:
+        futures = {self._pool.submit(call, unit): unit for unit in units}
+        done, late = concurrent.futures.wait(futures, timeout=self._deadline)
+        results: list[Delivery] = []
+        for future in done:
+            error = future.exception()
+            if error is None:
+                results.extend(future.result())
+            else:
+                code = error_code(error) if isinstance(error, Exception) else type(error).__name__
+                results.extend(Delivery(i, accepted=False, error_code=code) for i in ids_of(futures[future]))
+        for future in late:
+            # AWS may still accept it after this; that (rare, counted) duplicate beats a row
+            # that neither we nor Moodle sends.
+            future.cancel()
+            results.extend(Delivery(i, accepted=False, error_code=DEADLINE) for i in ids_of(futures[future]))
+        return results
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,419 @@
+"""The primary: guarded suppression, the ledger, the checkpoint and the consumer lock.
+
+One PyMySQL connection, owned here. Every write happens in one transaction that also moves the
+checkpoint, and only after checking that this connection still holds the consumer lock, so an
+instance that lost leadership (paused, partitioned) cannot commit anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from cdc_offload.model import Checkpoint, Position, Reason, Resolution, Status
+from cdc_offload.settings import Dsn, Settings
+
+
+class StoreError(RuntimeError):
+    """The primary could not be written (connection lost, lock lost, no permission)."""
+
+
+class LeadershipLost(StoreError):
+    """This connection no longer holds the consumer lock: another instance may be active."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    outbox_id: int
+    userid: int
+    status: str
+    reason: str
+    sink: str | None
+    message_id: str | None
+    attempts: int
+    binlog_position: str
+    event_time: str | None
+    handled_at: str
+
+
+def schema_statements(schema: str) -> list[str]:
+    return [
+        f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4",
+        f"""CREATE TABLE IF NOT EXISTS `{schema}`.`checkpoint` (
+            consumer VARCHAR(64) NOT NULL PRIMARY KEY,
+            binlog_file VARCHAR(255) NOT NULL,
+            binlog_offset BIGINT UNSIGNED NOT NULL,
+            gtid TEXT NULL,
+            source_server_id BIGINT UNSIGNED NULL,
+            updated_at DATETIME(6) NOT NULL
+        ) ENGINE=InnoDB""",
+        # The ledger never holds a subject, a body, a name or an address: ids, outcomes and times.
+        f"""CREATE TABLE IF NOT EXISTS `{schema}`.`ledger` (
+            outbox_id BIGINT NOT NULL PRIMARY KEY,
+            userid BIGINT NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            reason VARCHAR(32) NOT NULL,
+            sink VARCHAR(8) NULL,
+            message_id VARCHAR(128) NULL,
+            attempts INT NOT NULL DEFAULT 0,
+            binlog_file VARCHAR(255) NOT NULL,
+            binlog_offset BIGINT UNSIGNED NOT NULL,
+            event_time DATETIME NULL,
+            handled_at DATETIME(6) NOT NULL,
+            KEY ledger_user (userid),
+            KEY ledger_handled (handled_at),
+            KEY ledger_status (status, handled_at)
+        ) ENGINE=InnoDB""",
+    ]
+
+
+def grant_statements(settings: Settings, reader_user: str, writer_user: str, host: str = "%") -> list[str]:
+    moodle = settings.source.database
+    writer_db = settings.writer.database
+    outbox = settings.tables.outbox_table
+    user = settings.tables.user_table
+    sent = settings.tables.column("sent")
+    schema = settings.state_schema
+    return [
+        f"CREATE USER IF NOT EXISTS '{reader_user}'@'{host}' IDENTIFIED BY '<reader password>';",
+        # REPLICATION CLIENT is MariaDB's BINLOG MONITOR: SHOW MASTER STATUS for the first start.
+        f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{reader_user}'@'{host}';",
+        f"GRANT SELECT ON `{moodle}`.`{user}` TO '{reader_user}'@'{host}';",
+        f"GRANT SELECT ON `{moodle}`.`{outbox}` TO '{reader_user}'@'{host}';",
+        f"CREATE USER IF NOT EXISTS '{writer_user}'@'{host}' IDENTIFIED BY '<writer password>';",
+        f"GRANT SELECT, DELETE, UPDATE (`{sent}`) ON `{writer_db}`.`{outbox}` TO '{writer_user}'@'{host}';",
+        f"GRANT ALL PRIVILEGES ON `{schema}`.* TO '{writer_user}'@'{host}';",
+    ]
+
+
+def connect(dsn: Dsn, *, autocommit: bool, read_timeout: float | None = 30.0) -> pymysql.Connection[Any]:
+    connection = pymysql.connect(
+        host=dsn.host,
+        port=dsn.port,
+        user=dsn.user,
+        password=dsn.password,
+        database=dsn.database or None,
+        charset="utf8mb4",
+        autocommit=autocommit,
+        connect_timeout=5,
+        read_timeout=read_timeout,
+        write_timeout=read_timeout,
+    )
+    with connection.cursor() as cursor:
+        # Ledger times are UTC whatever the server's zone.
+        cursor.execute("SET time_zone = '+00:00'")
+    return connection
+
+
+def _placeholders(count: int, one: str = "%s") -> str:
+    return ", ".join([one] * count)
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._schema = settings.state_schema
+        self._outbox = f"`{settings.writer.database}`.`{settings.tables.outbox_table}`"
+        self._col_id = settings.tables.column("id")
+        self._col_userid = settings.tables.column("userid")
+        self._col_sent = settings.tables.column("sent")
+        self._connection: pymysql.Connection[Any] | None = None
+
+    # -- connection and leadership ---------------------------------------------------------
+    def connect(self) -> None:
+        self.close()
+        try:
+            self._connection = connect(self._settings.writer, autocommit=False)
+        except pymysql.err.Error as error:
+            raise StoreError(f"cannot connect to the primary {self._settings.writer}: {_mysql_code(error)}") from None
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except pymysql.err.Error:
+                pass
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.open
+
+    def _cursor(self) -> pymysql.cursors.Cursor:
+        if self._connection is None:
+            raise StoreError("not connected to the primary")
+        return self._connection.cursor()
+
+    def _rollback_quietly(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.rollback()
+            except pymysql.err.Error:
+                self.close()
+
+    def try_acquire_lock(self) -> bool:
+        """Become the active consumer if nobody else is (GET_LOCK lives as long as this connection)."""
+        try:
+            with self._cursor() as cursor:
+                cursor.execute("SELECT GET_LOCK(%s, 0)", (self._settings.lock_name,))
+                row = cursor.fetchone()
+            self._commit()
+            return bool(row and row[0] == 1)
+        except pymysql.err.Error as error:
+            self.close()
+            raise StoreError(f"lock request failed: {_mysql_code(error)}") from None
+
+    def holds_lock(self) -> bool:
+        try:
+            with self._cursor() as cursor:
+                cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self._settings.lock_name,))
+                row = cursor.fetchone()
+            self._commit()
+            return bool(row and row[0] == 1)
+        except pymysql.err.Error:
+            self.close()
+            return False
+
+    def lock_holder_exists(self) -> bool:
+        """Whether any session holds the consumer lock (for commands refused while one runs)."""
+        with self._cursor() as cursor:
+            cursor.execute("SELECT IS_USED_LOCK(%s)", (self._settings.lock_name,))
+            row = cursor.fetchone()
+        self._commit()
+        return bool(row and row[0] is not None)
+
+    def _commit(self) -> None:
+        assert self._connection is not None
+        self._connection.commit()
+
+    # -- schema ------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        with self._cursor() as cursor:
+            for statement in schema_statements(self._schema):
+                cursor.execute(statement)
+        self._commit()
+
+    def schema_present(self) -> bool:
+        try:
+            with self._cursor() as cursor:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_name IN ('checkpoint', 'ledger')",
+                    (self._schema,),
+                )
+                row = cursor.fetchone()
+            self._commit()
+            return bool(row and row[0] == 2)
+        except pymysql.err.Error:
+            self._rollback_quietly()
+            return False
+
+    # -- checkpoint --------------------------------------------------------------------------
+    def load_checkpoint(self) -> Checkpoint | None:
+        try:
+            with self._cursor() as cursor:
+                cursor.execute(
+                    f"SELECT binlog_file, binlog_offset, gtid, source_server_id FROM `{self._schema}`.`checkpoint` "
+                    "WHERE consumer = %s",
+                    (self._settings.consumer,),
+                )
+                row = cursor.fetchone()
+            self._commit()
+        except pymysql.err.Error as error:
+            self._rollback_quietly()
+            raise StoreError(f"cannot read the checkpoint: {_mysql_code(error)}") from None
+        if row is None:
+            return None
+        return Checkpoint(Position(str(row[0]), int(row[1])), gtid=row[2] or None, server_uuid=_optional_str(row[3]))
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Set the position outside the pipeline (`position set`); the caller holds the lock."""
+        try:
+            with self._cursor() as cursor:
+                self._check_lock(cursor)
+                self._write_checkpoint(cursor, checkpoint)
+            self._commit()
+        except pymysql.err.Error as error:
+            self._rollback_quietly()
+            raise StoreError(f"cannot write the checkpoint: {_mysql_code(error)}") from None
+
+    def _write_checkpoint(self, cursor: pymysql.cursors.Cursor, checkpoint: Checkpoint) -> None:
+        cursor.execute(
+            f"INSERT INTO `{self._schema}`.`checkpoint` "
+            "(consumer, binlog_file, binlog_offset, gtid, source_server_id, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
+            "binlog_file = VALUES(binlog_file), binlog_offset = VALUES(binlog_offset), gtid = VALUES(gtid), "
+            "source_server_id = VALUES(source_server_id), updated_at = VALUES(updated_at)",
+            (
+                self._settings.consumer,
+                checkpoint.position.file,
+                checkpoint.position.offset,
+                checkpoint.gtid,
+                checkpoint.server_uuid,
+            ),
+        )
+
+    def _check_lock(self, cursor: pymysql.cursors.Cursor) -> None:
+        cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self._settings.lock_name,))
+        row = cursor.fetchone()
+        if not row or row[0] != 1:
+            raise LeadershipLost("this instance no longer holds the consumer lock; another may be active")
+
+    # -- ledger ------------------------------------------------------------------------------
+    def handled(self, outbox_ids: Sequence[int]) -> set[int]:
+        """Outbox ids the ledger already has: a replay or restart must not send them again."""
+        if not outbox_ids:
+            return set()
+        try:
+            with self._cursor() as cursor:
+                cursor.execute(
+                    f"SELECT outbox_id FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({_placeholders(len(outbox_ids))})",
+                    tuple(outbox_ids),
+                )
+                found = {int(row[0]) for row in cursor.fetchall()}
+            self._commit()
+            return found
+        except pymysql.err.Error as error:
+            self._rollback_quietly()
+            raise StoreError(f"cannot read the ledger: {_mysql_code(error)}") from None
+
+    def commit(self, resolutions: Sequence[Resolution], checkpoint: Checkpoint | None) -> list[Resolution]:
+        """Suppress what AWS accepted, record every resolution and move the checkpoint: all or nothing.
+
+        Returns the resolutions as recorded (an accepted row Moodle had already sent is `raced`)."""
+        try:
+            with self._cursor() as cursor:
+                self._check_lock(cursor)
+                final = self._suppress(cursor, resolutions)
+                self._record(cursor, final)
+                if checkpoint is not None:
+                    self._write_checkpoint(cursor, checkpoint)
+            self._commit()
+            return final
+        except LeadershipLost:
+            self._rollback_quietly()
+            raise
+        except pymysql.err.Error as error:
+            self._rollback_quietly()
+            self.close()
+            raise StoreError(f"commit on the primary failed: {_mysql_code(error)}") from None
+
+    def _suppress(self, cursor: pymysql.cursors.Cursor, resolutions: Sequence[Resolution]) -> list[Resolution]:
+        accepted = [r for r in resolutions if r.status is Status.OFFLOADED]
+        if not accepted:
+            return list(resolutions)
+        # Exact id AND user AND still unsent: never `WHERE userid = X` alone (a user can have other
+        # queued mail), never a row Moodle's cron already sent.
+        guard = " OR ".join([f"(`{self._col_id}` = %s AND `{self._col_userid}` = %s)"] * len(accepted))
+        params: list[Any] = [v for r in accepted for v in (r.outbox_id, r.userid)]
+        where = f"`{self._col_sent}` IS NULL AND ({guard})"
+        cursor.execute(f"SELECT `{self._col_id}` FROM {self._outbox} WHERE {where} FOR UPDATE", params)
+        present = {int(row[0]) for row in cursor.fetchall()}
+        if present:
+            if self._settings.suppress == "delete":
+                cursor.execute(f"DELETE FROM {self._outbox} WHERE {where}", params)
+            else:
+                cursor.execute(
+                    f"UPDATE {self._outbox} SET `{self._col_sent}` = %s WHERE {where}", [int(time.time()), *params]
+                )
+        return [
+            replace(r, status=Status.RACED, reason=Reason.SENT_BY_MOODLE)
+            if r.status is Status.OFFLOADED and r.outbox_id not in present
+            else r
+            for r in resolutions
+        ]
+
+    def _record(self, cursor: pymysql.cursors.Cursor, resolutions: Iterable[Resolution]) -> None:
+        rows = [
+            (
+                r.outbox_id,
+                r.userid,
+                r.status.value,
+                r.reason.value,
+                r.sink,
+                r.message_id,
+                r.attempts,
+                r.position.file,
+                r.position.offset,
+                r.event_time,
+            )
+            for r in resolutions
+        ]
+        if not rows:
+            return
+        # First word wins: a replay never rewrites what was recorded.
+        cursor.executemany(
+            f"INSERT INTO `{self._schema}`.`ledger` (outbox_id, userid, status, reason, sink, message_id, attempts, "
+            "binlog_file, binlog_offset, event_time, handled_at) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, FROM_UNIXTIME(%s), UTC_TIMESTAMP(6)) "
+            "ON DUPLICATE KEY UPDATE outbox_id = outbox_id",
+            rows,
+        )
+
+
+def ledger_query(
+    dsn: Dsn,
+    schema: str,
+    *,
+    userid: int | None = None,
+    since: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> list[LedgerEntry]:
+    """Read the ledger on a short-lived connection of its own (safe from any thread)."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    if userid is not None:
+        conditions.append("userid = %s")
+        params.append(userid)
+    if since is not None:
+        conditions.append("handled_at >= %s")
+        params.append(since)
+    if status is not None:
+        conditions.append("status = %s")
+        params.append(status)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    connection = connect(dsn, autocommit=True, read_timeout=10.0)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT outbox_id, userid, status, reason, sink, message_id, attempts, binlog_file, binlog_offset, "
+                "DATE_FORMAT(event_time, '%%Y-%%m-%%dT%%H:%%i:%%sZ'), "
+                "DATE_FORMAT(handled_at, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ') "
+                f"FROM `{schema}`.`ledger` {where} ORDER BY handled_at DESC, outbox_id DESC LIMIT %s",
+                (*params, limit),
+            )
+            return [
+                LedgerEntry(
+                    outbox_id=int(row[0]),
+                    userid=int(row[1]),
+                    status=str(row[2]),
+                    reason=str(row[3]),
+                    sink=_optional_str(row[4]),
+                    message_id=_optional_str(row[5]),
+                    attempts=int(row[6]),
+                    binlog_position=f"{row[7]}:{row[8]}",
+                    event_time=_optional_str(row[9]),
+                    handled_at=str(row[10]),
+                )
+                for row in cursor.fetchall()
+            ]
+    finally:
+        connection.close()
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _mysql_code(error: BaseException) -> str:
+    """A MySQL error as code and server text; never our own SQL parameters (they can hold ids only,
+    but the server's text for a failed statement must not echo row content either)."""
+    if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
+        return f"MySQL error {error.args[0]}"
+    return type(error).__name__

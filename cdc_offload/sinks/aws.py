@@ -17,13 +17,13 @@ T = TypeVar("T")
 
 
 def client_config(settings: SinkSettings) -> botocore.config.Config:
-    # Three attempts in standard mode (throttling backs off) and timeouts that fit three attempts
-    # inside the deadline, so a call rarely outlives the moment we gave the row back to Moodle.
-    per_attempt = max(0.5, settings.deadline / 3)
+    # Standard mode retries throttling and 5xx with backoff, and a failed connect (nothing was
+    # sent). A read timeout is different: AWS may have accepted the request, and retrying it would
+    # send the email twice, so one attempt may use the whole deadline and is not repeated in time.
     return botocore.config.Config(
         retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=min(2.0, per_attempt),
-        read_timeout=per_attempt,
+        connect_timeout=min(2.0, settings.deadline / 3),
+        read_timeout=settings.deadline,
         max_pool_connections=settings.concurrency,
         tcp_keepalive=True,
     )

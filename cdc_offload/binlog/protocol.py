@@ -1,0 +1,102 @@
+"""Opening the dump connection: PyMySQL for the handshake and session settings, then our own
+COM_BINLOG_DUMP, after which the socket is read directly (see `framing`)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from cdc_offload.binlog.constants import BINLOG_DUMP_NON_BLOCK, COM_BINLOG_DUMP
+from cdc_offload.settings import Dsn
+
+# The largest value MySQL documents for MASTER_HEARTBEAT_PERIOD, in seconds.
+_MAX_HEARTBEAT = 4294967.0
+
+
+class ServerError(Exception):
+    """An ERR packet in the stream. `message` is the server's text: it names files and
+    positions, never row content."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class DumpConnection:
+    connection: pymysql.Connection[Any]
+    sock: socket.socket
+    checksum: bool
+    mariadb: bool
+
+    def close(self) -> None:
+        close_quietly(self.connection)
+
+
+def close_quietly(connection: pymysql.Connection[Any]) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - closing a broken link must not mask the first error
+        connection._force_close()  # noqa: SLF001
+
+
+def parse_error(payload: bytes | bytearray) -> ServerError:
+    """An ERR packet's payload (0xff, code, optional '#' + SQLSTATE, message), as PyMySQL reads it."""
+    code = struct.unpack_from("<H", payload, 1)[0] if len(payload) >= 3 else 0
+    text = payload[9:] if len(payload) > 3 and payload[3] == ord("#") else payload[3:]
+    return ServerError(code, bytes(text).decode("utf-8", "replace"))
+
+
+def connection_kwargs(dsn: Dsn, read_timeout: float) -> dict[str, Any]:
+    # The same connection settings as cdc_offload.source uses, so both readers behave alike
+    # towards the server (TLS, charset, timeouts).
+    return {
+        "host": dsn.host,
+        "port": dsn.port,
+        "user": dsn.user,
+        "password": dsn.password,
+        "charset": "utf8mb4",
+        "connect_timeout": 5,
+        "read_timeout": read_timeout,
+    }
+
+
+def open_dump(
+    dsn: Dsn,
+    *,
+    server_id: int,
+    file: str,
+    offset: int,
+    blocking: bool,
+    heartbeat: float | None,
+    read_timeout: float,
+) -> DumpConnection:
+    connection = pymysql.connect(**connection_kwargs(dsn, read_timeout))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@global.binlog_checksum")
+            row = cursor.fetchone()
+            checksum = row is not None and str(row[0]).upper() != "NONE"
+            # Tell the server we understand checksums, or it refuses to stream (or strips them).
+            cursor.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+            if heartbeat is not None:
+                period = min(read_timeout / 2.0, heartbeat, _MAX_HEARTBEAT)
+                cursor.execute("SET @master_heartbeat_period = %s", (int(period * 1_000_000_000),))
+            # Capability 4 (GTID aware): MariaDB sends its GTID events instead of dummies.
+            cursor.execute("SET @mariadb_slave_capability = 4")
+        mariadb = "mariadb" in connection.get_server_info().lower()
+        name = file.encode()
+        flags = 0 if blocking else BINLOG_DUMP_NON_BLOCK
+        payload = struct.pack("<BIHI", COM_BINLOG_DUMP, offset, flags, server_id) + name
+        sock: socket.socket = connection._sock  # noqa: SLF001 - we own the connection from here on
+        sock.settimeout(read_timeout)
+        sock.sendall(struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
+    except BaseException:
+        close_quietly(connection)
+        raise
+    return DumpConnection(connection, sock, checksum, mariadb)

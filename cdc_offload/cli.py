@@ -336,3 +336,111 @@ def ledger(**params: Any) -> None:
         params["as_json"],
         ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at"),
     )
+
+
+@main.group()
+def position() -> None:
+    """Show or move the saved binlog position (refused while another instance is active)."""
+
+
+@position.command("show")
+@writer_options
+def position_show(**params: Any) -> None:
+    from cdc_offload.operations import show_position
+
+    settings = build_settings(params, need_source=False, need_sink=False)
+    saved = show_position(settings)
+    if saved is None:
+        click.echo("no checkpoint yet: the first `run` starts at the server's current end of binlog")
+        return
+    click.echo(f"{saved.position}" + (f"  gtid {saved.gtid}" if saved.gtid else ""))
+
+
+@position.command("set")
+@source_options
+@writer_options
+@click.argument("file_offset", required=False)
+@option("--gtid", "gtid", help="Resume by this GTID state instead (e.g. 0-1-4711).")
+@option("--now", "now", is_flag=True, help="The server's current end of binlog.")
+def position_set(**params: Any) -> None:
+    """Set the position to FILE:OFFSET, --gtid G, or --now. Rows skipped over are Moodle's."""
+    from cdc_offload.model import Checkpoint, Position
+    from cdc_offload.operations import OperationRefused, set_position
+    from cdc_offload.source import current_end
+
+    chosen = [bool(params.get("file_offset")), bool(params.get("gtid")), bool(params.get("now"))]
+    if sum(chosen) != 1:
+        raise click.UsageError("give exactly one of FILE:OFFSET, --gtid G or --now")
+    settings = build_settings(params, need_source=bool(params.get("now")), need_sink=False)
+    if params.get("now"):
+        checkpoint = current_end(settings.source)
+    elif params.get("gtid"):
+        saved = Checkpoint(Position("", 4), gtid=params["gtid"])
+        checkpoint = saved
+    else:
+        try:
+            checkpoint = Checkpoint(Position.parse(params["file_offset"]))
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="'FILE:OFFSET'") from None
+    try:
+        set_position(settings, checkpoint)
+    except OperationRefused as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"position set to {checkpoint.position}" + (f" gtid {checkpoint.gtid}" if checkpoint.gtid else ""))
+
+
+@main.command()
+@source_options
+@writer_options
+@pipeline_options
+@option("--from", "from_position", required=True, help="FILE:OFFSET to start at (a transaction boundary).")
+@option("--to", "to_position", help="FILE:OFFSET to stop at (default: the current end of binlog).")
+@option("--dry-run", is_flag=True, help="Send nothing, write nothing: print what would happen.")
+@option("--ignore-age", is_flag=True, help="Send rows older than --max-event-age too (Moodle may have sent them!).")
+def replay(**params: Any) -> None:
+    """Reprocess a stretch of binlog with the live guards; prints the outcome per status/reason."""
+    from cdc_offload.model import Position
+    from cdc_offload.operations import OperationRefused, plan_replay
+    from cdc_offload.operations import replay as run_replay
+
+    settings = build_settings(params)
+    try:
+        start = Position.parse(params["from_position"])
+        end = Position.parse(params["to_position"]) if params.get("to_position") else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--from/--to'") from None
+    try:
+        span, sizes = plan_replay(settings, start, end)
+        if sys.stdout.isatty():
+            with click.progressbar(length=span.total_bytes, label="replaying", show_pos=True) as bar:
+                last = [0]
+
+                def advance(at: Position) -> None:
+                    done = span.done_bytes(at, sizes)
+                    bar.update(done - last[0])
+                    last[0] = done
+
+                tally = run_replay(
+                    settings, span, dry_run=params["dry_run"], ignore_age=params["ignore_age"], on_progress=advance
+                )
+        else:
+            reported = [-1]
+
+            def report(at: Position) -> None:
+                percent = 100 * span.done_bytes(at, sizes) // max(1, span.total_bytes)
+                if percent >= reported[0] + 10:
+                    reported[0] = percent
+                    click.echo(f"replaying: {percent}% ({at})")
+
+            tally = run_replay(
+                settings, span, dry_run=params["dry_run"], ignore_age=params["ignore_age"], on_progress=report
+            )
+    except OperationRefused as error:
+        raise click.ClickException(str(error)) from None
+    mode = "would be" if params["dry_run"] else "were"
+    click.echo(
+        f"replayed {span.start} .. {span.end}{' (dry run: nothing sent, nothing written)' if params['dry_run'] else ''}"
+    )
+    click.echo(f"already done (in the ledger): {tally.already_done}")
+    for (status, reason), count in sorted(tally.outcomes.items()):
+        click.echo(f"{count:>7}  {mode} {status} ({reason})")

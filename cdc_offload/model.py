@@ -101,7 +101,14 @@ class Undecodable:
     problem: str
 
 
-SourceItem = ChangeEvent | Commit | Idle | Undecodable
+@dataclass(frozen=True, slots=True)
+class EventCounts:
+    """Binlog events read since the last report, by type (for the throughput metric)."""
+
+    counts: tuple[tuple[str, int], ...]
+
+
+SourceItem = ChangeEvent | Commit | Idle | Undecodable | EventCounts
 
 
 class Status(enum.StrEnum):

@@ -29,6 +29,7 @@ from cdc_offload.model import (
     ChangeEvent,
     Checkpoint,
     Commit,
+    EventCounts,
     Idle,
     Job,
     OutboxRow,
@@ -76,6 +77,7 @@ class RunOptions:
     dry_run: bool = False
     ignore_age: bool = False
     stop_at_end: bool = False
+    on_progress: Callable[[Position], None] | None = None
 
 
 @dataclass
@@ -128,6 +130,9 @@ class _Reader(threading.Thread):
                             continue
                         chunk.append(item)
                     held_commit = None
+                elif isinstance(item, EventCounts):
+                    chunk.append(item)
+                    continue
                 elif isinstance(item, Idle):
                     if held_commit is not None:
                         chunk.append(held_commit)
@@ -254,11 +259,16 @@ class Session:
                     self._ready[job.outbox.id] = job
             elif isinstance(item, Commit):
                 self._last_commit = item.checkpoint
+                if self._options.on_progress is not None:
+                    self._options.on_progress(item.checkpoint.position)
                 self._last_event_time = item.event_time
                 self._expire(self._correlator.advance(float(item.event_time)))
             elif isinstance(item, Idle):
                 self._last_event_time = item.now
                 self._expire(self._correlator.advance(item.now))
+            elif isinstance(item, EventCounts):
+                for kind, count in item.counts:
+                    self._metrics.events.labels(kind).inc(count)
             elif isinstance(item, Undecodable):
                 table = "user" if item.table == self._settings.tables.user_table else "outbox"
                 self._metrics.undecodable.labels(table).inc()

@@ -30,6 +30,7 @@ from cdc_offload.model import (
     ChangeEvent,
     Checkpoint,
     Commit,
+    EventCounts,
     Idle,
     OutboxRow,
     Position,
@@ -42,6 +43,17 @@ from cdc_offload.settings import Dsn, Settings, TableNames
 
 # MariaDB's GTID flag for a transaction with no BEGIN/COMMIT (a DDL statement).
 _MARIADB_GTID_STANDALONE = 0x01
+
+
+_EVENT_TYPES: dict[type, str] = {
+    WriteRowsEvent: "write_rows",
+    XidEvent: "xid",
+    QueryEvent: "query",
+    RotateEvent: "rotate",
+    GtidEvent: "gtid",
+    MariadbGtidEvent: "gtid",
+    HeartbeatLogEvent: "heartbeat",
+}
 
 
 class _NoSilentReconnect(BinLogStreamReader):  # type: ignore[misc]
@@ -165,10 +177,22 @@ class BinlogSource:
         gtids = _GtidState.parse(self._start.gtid)
         in_transaction = False
         watched = self._watched
+        counts: dict[str, int] = {}
+        seen = 0
+        reported_at = time.monotonic()
         while True:
             event = reader.fetchone()
             if event is None:
+                if counts:
+                    yield EventCounts(tuple(counts.items()))
                 return
+            kind = _EVENT_TYPES.get(type(event), "other")
+            counts[kind] = counts.get(kind, 0) + 1
+            seen += 1
+            if seen % 1000 == 0 or kind in ("heartbeat", "xid") and time.monotonic() - reported_at > 0.25:
+                yield EventCounts(tuple(counts.items()))
+                counts = {}
+                reported_at = time.monotonic()
             if isinstance(event, WriteRowsEvent):
                 if event.schema != watched.schema:
                     continue

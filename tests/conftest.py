@@ -67,7 +67,9 @@ def db_server(request: pytest.FixtureRequest) -> Iterator[Any]:
     external = os.environ.get("CDC_OFFLOAD_TEST_MYSQL_URL")
     if external:
         parts = urllib.parse.urlsplit(external)
-        yield ExternalServer(parts.hostname or "127.0.0.1", parts.port or 3306, parts.username or "root", parts.password or "")
+        yield ExternalServer(
+            parts.hostname or "127.0.0.1", parts.port or 3306, parts.username or "root", parts.password or ""
+        )
         return
     if request.param == "mysql8":
         from testcontainers.mysql import MySqlContainer

@@ -43,7 +43,9 @@ def assert_delivered_once(messages: list[dict[str, Any]], expected: dict[int, Ne
         assert message["schema_version"] == 1
 
 
-def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
+def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(
+    moodle: MoodleDatabase, sqs_sink: SinkSettings
+) -> None:
     running = sidecar(moodle, sqs_sink)
     admin = moodle.admin()
     expected: dict[int, NewUser] = {}

@@ -111,9 +111,7 @@ def timestamp2(fsp: int) -> ValueReader:
 
 def decimal_size(precision: int, decimals: int) -> int:
     integral = precision - decimals
-    return (
-        (integral // 9) * 4 + _DIG2BYTES[integral % 9] + (decimals // 9) * 4 + _DIG2BYTES[decimals % 9]
-    )
+    return (integral // 9) * 4 + _DIG2BYTES[integral % 9] + (decimals // 9) * 4 + _DIG2BYTES[decimals % 9]
 
 
 def new_decimal(precision: int, decimals: int) -> ValueReader:

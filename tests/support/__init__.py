@@ -55,7 +55,9 @@ class Sidecar:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sidecar", daemon=True)
         self._thread.start()
-        wait_for(lambda: self.runtime.health.role == "active" and self.runtime.health.healthy(), 30, "the sidecar to lead")
+        wait_for(
+            lambda: self.runtime.health.role == "active" and self.runtime.health.healthy(), 30, "the sidecar to lead"
+        )
         return self
 
     def _run(self) -> None:

@@ -207,9 +207,8 @@ def writer_checks(settings: Settings, state_present: Callable[[], bool]) -> list
         outbox = settings.tables.outbox_table.upper()
         needs = ("DELETE" if settings.suppress == "delete" else "UPDATE", "SELECT")
         broad = "ALL PRIVILEGES ON *.*" in grants
-        if (
-            broad
-            or all(n in grants for n in needs)
+        if broad or (
+            all(n in grants for n in needs)
             and (outbox in grants or f"`{settings.writer.database.upper()}`.*" in grants)
         ):
             results.append(

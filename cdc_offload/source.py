@@ -163,7 +163,7 @@ class BinlogSource:
             code = error.args[0] if error.args else 0
             if code == 1236:
                 raise PositionLost(
-                    f"the server cannot resume at {self._start.position} ({error.args[1] if len(error.args) > 1 else error}); "
+                    f"the server cannot resume at {self._start.position} (MySQL error 1236); "
                     "the binlog holding it was purged or this is another server. Rows since then are Moodle's to send; "
                     "pick a new start with `cdc-offload position set --now`"
                 ) from None
@@ -189,7 +189,7 @@ class BinlogSource:
             kind = _EVENT_TYPES.get(type(event), "other")
             counts[kind] = counts.get(kind, 0) + 1
             seen += 1
-            if seen % 1000 == 0 or kind in ("heartbeat", "xid") and time.monotonic() - reported_at > 0.25:
+            if seen % 1000 == 0 or (kind in ("heartbeat", "xid") and time.monotonic() - reported_at > 0.25):
                 yield EventCounts(tuple(counts.items()))
                 counts = {}
                 reported_at = time.monotonic()
@@ -257,8 +257,8 @@ class _GtidState:
     @classmethod
     def parse(cls, text: str | None) -> _GtidState:
         per_domain: dict[int, str] = {}
-        for part in (text or "").split(","):
-            part = part.strip()
+        for raw in (text or "").split(","):
+            part = raw.strip()
             if part.count("-") == 2 and part.split("-")[0].isdigit():
                 per_domain[int(part.split("-")[0])] = part
         return cls(per_domain)

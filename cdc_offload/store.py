@@ -7,6 +7,7 @@ instance that lost leadership (paused, partitioned) cannot commit anything.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -135,10 +136,8 @@ class Store:
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            try:
+            with contextlib.suppress(pymysql.err.Error):
                 connection.close()
-            except pymysql.err.Error:
-                pass
 
     @property
     def connected(self) -> bool:
@@ -147,7 +146,8 @@ class Store:
     def _cursor(self) -> pymysql.cursors.Cursor:
         if self._connection is None:
             raise StoreError("not connected to the primary")
-        return self._connection.cursor()
+        cursor: pymysql.cursors.Cursor = self._connection.cursor()
+        return cursor
 
     def _rollback_quietly(self) -> None:
         if self._connection is not None:
@@ -271,9 +271,9 @@ class Store:
             return set()
         try:
             with self._cursor() as cursor:
+                wanted = _placeholders(len(outbox_ids))
                 cursor.execute(
-                    f"SELECT outbox_id FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({_placeholders(len(outbox_ids))})",
-                    tuple(outbox_ids),
+                    f"SELECT outbox_id FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({wanted})", tuple(outbox_ids)
                 )
                 found = {int(row[0]) for row in cursor.fetchall()}
             self._commit()

@@ -49,8 +49,8 @@ def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(
     running = sidecar(moodle, sqs_sink)
     admin = moodle.admin()
     expected: dict[int, NewUser] = {}
-    for n, user in enumerate(make_users(200)):
-        user = replace(user, password=f"Pw{n:04d}&x$")
+    for n, template in enumerate(make_users(200)):
+        user = replace(template, password=f"Pw{n:04d}&x$")
         expected[create_user_iomad(admin, user)[1]] = user
         unrelated_noise(admin, 3)
     wait_for(lambda: running.resolved() >= 200, 60, "200 resolved rows")

@@ -161,12 +161,13 @@ def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now:
             f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'create_password', '1')", (userid,)
         )
         c.execute(
-            f"INSERT INTO {p}cache_flags (flagtype, name, timemodified, value, expiry) VALUES ('userpreferenceschanged', %s, %s, '1', %s)",
+            f"INSERT INTO {p}cache_flags (flagtype, name, timemodified, value, expiry) "
+            "VALUES ('userpreferenceschanged', %s, %s, '1', %s)",
             (str(userid), now, now + 7200),
         )
         c.execute(
-            f"INSERT INTO {p}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, courseid, "
-            "userid, senderid, headers, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s, %s)",
+            f"INSERT INTO {p}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, "
+            "courseid, userid, senderid, headers, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s, %s)",
             (
                 user.template,
                 now,
@@ -210,8 +211,8 @@ def create_users_bulk(
                 )
                 userid = int(c.lastrowid)
                 c.execute(
-                    f"INSERT INTO {prefix}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, "
-                    "courseid, userid, senderid, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s)",
+                    f"INSERT INTO {prefix}email (templatename, modifiedtime, sent, subject, body, varsreplaced, "
+                    "companyid, courseid, userid, senderid, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s)",
                     (
                         user.template,
                         now,

@@ -62,11 +62,9 @@ def moodle_database(
             state_schema=state_schema,
             tables=TableNames(prefix=prefix),
         )
-        for statement in grant_statements(draft, reader_user, writer_user):
-            statement = statement.replace("<reader password>", reader_password).replace(
-                "<writer password>", writer_password
-            )
-            cursor.execute(statement.rstrip(";"))
+        for template in grant_statements(draft, reader_user, writer_user):
+            statement = template.replace("<reader password>", reader_password)
+            cursor.execute(statement.replace("<writer password>", writer_password).rstrip(";"))
     admin.close()
     return MoodleDatabase(
         server=server,

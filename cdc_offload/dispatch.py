@@ -47,6 +47,11 @@ class Dispatcher:
         self._metrics = metrics
         self.sink_name = sink.name
 
+    @property
+    def round_limit(self) -> int:
+        """Most jobs one dispatch round should carry (the sink's throughput times its deadline)."""
+        return self._sink.round_limit
+
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         if not jobs:
             return []

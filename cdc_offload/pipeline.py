@@ -8,6 +8,7 @@ batch is with AWS the reader keeps filling the queue, which is what makes the ne
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import random
@@ -282,10 +283,14 @@ class Session:
 
     # -- a batch ----------------------------------------------------------------------------
     def _flush(self) -> None:
-        if not self._ready:
-            return
-        jobs = list(self._ready.values())
-        self._ready.clear()
+        # In rounds no larger than AWS can take within one deadline (SES is rate-limited), so a
+        # 5,000-user transaction is not one round whose tail misses the deadline.
+        size = max(1, min(self._settings.max_batch, self._dispatcher.round_limit))
+        while self._ready:
+            round_ids = list(itertools.islice(self._ready, size))
+            self._flush_round([self._ready.pop(outbox_id) for outbox_id in round_ids])
+
+    def _flush_round(self, jobs: list[Job]) -> None:
         done = self._store.handled([job.outbox.id for job in jobs])
         if done:
             self._tally.already_done += len(done)
@@ -360,12 +365,16 @@ class Session:
         return resolutions
 
     def _safe_checkpoint(self) -> Checkpoint | None:
+        """The newest boundary that is not past any row still unresolved: one waiting for its
+        partner, or a paired job not yet sent (Maxwell's rule)."""
         if not self._options.write_checkpoint:
             return None
-        oldest = self._correlator.oldest_start()
-        if oldest is not None and oldest.position < self._last_commit.position:
-            return oldest
-        return self._last_commit
+        candidates = [self._last_commit]
+        oldest_waiting = self._correlator.oldest_start()
+        if oldest_waiting is not None:
+            candidates.append(oldest_waiting)
+        candidates.extend(job.start for job in self._ready.values())
+        return min(candidates, key=lambda c: c.position)
 
     def _commit(self, resolutions: list[Resolution]) -> list[Resolution]:
         checkpoint = self._safe_checkpoint()

@@ -83,13 +83,21 @@ def connection_kwargs(dsn: Dsn, read_timeout: float | None = None) -> dict[str, 
     return kwargs
 
 
+def _binlog_status(cursor: Any) -> Any:
+    try:
+        cursor.execute("SHOW MASTER STATUS")
+    except pymysql.err.ProgrammingError:
+        # MySQL 8.4 removed SHOW MASTER STATUS.
+        cursor.execute("SHOW BINARY LOG STATUS")
+    return cursor.fetchone()
+
+
 def current_end(dsn: Dsn) -> Checkpoint:
     """The server's end of binlog now: where a first run starts (never the oldest file)."""
     connection = pymysql.connect(**connection_kwargs(dsn))
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SHOW MASTER STATUS")
-            row = cursor.fetchone()
+            row = _binlog_status(cursor)
             if row is None:
                 raise SourceError("the binlog is off on the source server: start it with --log-bin")
             gtid = None

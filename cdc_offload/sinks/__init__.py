@@ -16,6 +16,8 @@ BREAKER_OPEN = "BreakerOpen"
 
 class Sink(Protocol):
     name: str
+    # Most jobs one call to `deliver` should carry so all of them fit inside the deadline.
+    round_limit: int
 
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         """One `Delivery` per job, in any order; never raises for an AWS failure."""

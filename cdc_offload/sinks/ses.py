@@ -57,8 +57,11 @@ class SesSink:
         self._sender = settings.ses_from
         self._configuration_set = settings.ses_configuration_set
         self._client: SESV2Client = client or boto3.client("sesv2", config=client_config(settings))
-        self._limiter = RateLimiter(account_send_rate(self._client))
+        rate = account_send_rate(self._client)
+        self._limiter = RateLimiter(rate)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
+        # At the account's send rate, half the deadline's worth of messages per round.
+        self.round_limit = max(1, int(rate * settings.deadline / 2)) if rate > 0 else settings.concurrency * 8
 
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         refused: list[Delivery] = []

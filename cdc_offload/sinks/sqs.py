@@ -30,6 +30,8 @@ class SqsSink:
         self._fifo = settings.queue_url.endswith(".fifo")
         self._client: SQSClient = client or boto3.client("sqs", config=client_config(settings))
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
+        # Ten entries a call, `concurrency` calls at once, several waves fit in a deadline.
+        self.round_limit = MAX_ENTRIES * settings.concurrency * 4
 
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         refused: list[Delivery] = []

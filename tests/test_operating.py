@@ -216,3 +216,24 @@ def test_check_names_statement_binlog_and_run_refuses(sqs_queue: str) -> None:
         assert refused.exit_code == 1 and "refusing to start" in refused.output
     finally:
         server.remove()
+
+
+def test_init_is_idempotent_and_ledger_answers_per_user(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
+    settings = moodle.settings(sqs_sink, **FAST)
+    env = cli_env(moodle, sqs_sink.queue_url or "", settings.state_schema)
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["init"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.*" in result.output
+        assert f"UPDATE (`sent`) ON `{moodle.database}`.`mdl_email`" in result.output
+    running = Sidecar(settings).start()
+    user_id, outbox_id = create_user_iomad(moodle.admin(), NewUser("asked", "asked@example.org", "Pw#5"))
+    wait_for(lambda: running.resolved() >= 1, 30, "the row resolved")
+    running.stop()
+    answer = CliRunner().invoke(main, ["ledger", "--user", str(user_id), "--json"], env=env)
+    assert answer.exit_code == 0, answer.output
+    (row,) = orjson.loads(answer.output)
+    assert row["outbox_id"] == outbox_id and row["status"] == "offloaded" and row["sink"] == "sqs"
+    assert row["message_id"] and row["handled_at"].endswith("Z")
+    nothing = CliRunner().invoke(main, ["ledger", "--user", "999999", "--json"], env=env)
+    assert orjson.loads(nothing.output) == []

@@ -1,0 +1,422 @@
+"""The whole pipeline, timed: `cdc-offload run` as a real process against a MariaDB this script
+starts and an AWS stand-in answering every call after 50 ms.
+
+    python benchmarks/bench_pipeline.py [--quick] [--only seed,busy,scaling,latency,memory]
+
+Prints a table per scenario and writes benchmarks/results/pipeline.json. Scenarios (issue 5):
+  seed     2,000 users as (a) one bulk transaction, (b) IOMAD's 12 autocommit transactions per
+           user; the sidecar catches up on the pre-written binlog; side by side, the original
+           plugin's way over the same components (one user at a time: send, wait, delete).
+  busy     a busy Moodle binlog (>= 20 unrelated rows per user) and a login-storm variant:
+           events/s through the whole pipeline.
+  scaling  100 / 1,000 / 5,000 / 20,000 users: time, time per user, peak RSS.
+  latency  a trickle of 20 users/s: commit on the primary -> suppression committed.
+  memory   peak RSS over a 200,000-row unrelated transaction and a 5,000-user transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pymysql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _binlog_workload import create_schema as create_busy_schema
+from _binlog_workload import write_busy
+from aws_standin import AwsStandIn
+
+from cdc_offload.demo.moodle import create_schema, create_user_iomad, create_users_bulk, make_users
+from cdc_offload.demo.stack import AWS_ENV
+from cdc_offload.sandbox import MariaDBSandbox, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUEUE = "/123456789012/credential-emails"
+
+
+@dataclass
+class Sidecar:
+    """`cdc-offload run` in its own process, so its peak RSS is its own."""
+
+    server: MariaDBSandbox
+    database: str
+    standin: AwsStandIn
+    extra: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[str] | None = None
+    port: int = field(default_factory=free_port)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def schema(self) -> str:
+        return f"cdc_{self.database}"
+
+    def start(self) -> Sidecar:
+        env = {
+            **os.environ,
+            **AWS_ENV,
+            "AWS_ENDPOINT_URL": self.standin.endpoint,
+            "CDC_OFFLOAD_SOURCE_DSN": self.server.url(database=self.database),
+            "CDC_OFFLOAD_WRITER_DSN": self.server.url(database=self.database),
+            "CDC_OFFLOAD_STATE_SCHEMA": self.schema,
+            "CDC_OFFLOAD_QUEUE_URL": self.standin.endpoint + QUEUE,
+            "CDC_OFFLOAD_METRICS_PORT": str(self.port),
+            "CDC_OFFLOAD_METRICS_HOST": "127.0.0.1",
+            # A backlog written before the sidecar starts must not be refused as too old.
+            "CDC_OFFLOAD_MAX_EVENT_AGE": "3600",
+            "CDC_OFFLOAD_AWS_CONCURRENCY": "32",
+            "CDC_OFFLOAD_LOG_LEVEL": "WARNING",
+            **self.extra,
+        }
+        subprocess.run(["cdc-offload", "init"], env=env, check=True, capture_output=True)
+        self.process = subprocess.Popen(
+            ["cdc-offload", "run", "--skip-checks", "--fail-closed-linger", "0", "--log-level", "INFO"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read_logs, daemon=True).start()
+        wait(lambda: self._status("/readyz") == 200, 60, "the sidecar to lead")
+        return self
+
+    def _read_logs(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self.lines.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+
+    def _status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+                return int(response.status)
+        except OSError:
+            return 0
+
+    def led_at(self) -> float:
+        """Wall time of the "leading" log line: when it began reading from its checkpoint."""
+        line = wait(lambda: next((x for x in self.lines if x.get("event") == "leading"), None), 30, "leading")
+        return dt.datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
+
+    def peak_rss_mb(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+
+
+def wait(condition: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)  # polling with a deadline
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def connect(server: MariaDBSandbox, database: str | None = None) -> pymysql.Connection[Any]:
+    return pymysql.connect(host="127.0.0.1", port=server.port, user="root", database=database, autocommit=True)
+
+
+def new_database(server: MariaDBSandbox, name: str) -> None:
+    connection = connect(server)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+        cursor.execute(f"USE {name}")
+        create_schema(cursor)
+    connection.close()
+
+
+def ledger_done(server: MariaDBSandbox, schema: str) -> tuple[int, float | None]:
+    connection = connect(server)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*), UNIX_TIMESTAMP(MAX(handled_at)) FROM `{schema}`.ledger")
+        count, last = cursor.fetchone()
+    connection.close()
+    return int(count), None if last is None else float(last)
+
+
+def drain(server: MariaDBSandbox, sidecar: Sidecar, expected: int, timeout: float) -> float:
+    """Seconds from the sidecar starting to read to the last suppression committed."""
+    wait(lambda: ledger_done(server, sidecar.schema)[0] >= expected, timeout, f"{expected} ledger rows", 0.1)
+    last = ledger_done(server, sidecar.schema)[1]
+    assert last is not None
+    return last - sidecar.led_at()
+
+
+def exactly_once(standin: AwsStandIn, outbox_ids: list[int]) -> bool:
+    return all(standin.received[str(i)] == 1 for i in outbox_ids)
+
+
+def backlog(server: MariaDBSandbox, standin: AwsStandIn, database: str, write: Any) -> tuple[Sidecar, list[int]]:
+    """Start once (saves the checkpoint at the end of binlog), stop, write, start again."""
+    new_database(server, database)
+    first = Sidecar(server, database, standin).start()
+    first.stop()
+    standin.received.clear()  # outbox ids restart in every database
+    outbox_ids = write(connect(server, database))
+    return Sidecar(server, database, standin).start(), outbox_ids
+
+
+def original_plugin(server: MariaDBSandbox, standin: AwsStandIn, database: str) -> float:
+    """One user at a time: SendMessage, wait for AWS, guarded DELETE, next."""
+    sqs = boto3.client("sqs", endpoint_url=standin.endpoint, region_name="us-east-1")
+    connection = connect(server, database)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.id, e.userid, e.subject, e.body, u.email FROM mdl_email e JOIN mdl_user u ON u.id = e.userid "
+            "WHERE e.sent IS NULL ORDER BY e.id"
+        )
+        rows = cursor.fetchall()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for outbox_id, userid, subject, body, email in rows:
+            message = {"outbox_id": outbox_id, "recipient": email, "subject": subject, "html_body": body}
+            sqs.send_message(QueueUrl=standin.endpoint + QUEUE, MessageBody=orjson.dumps(message).decode())
+            cursor.execute("DELETE FROM mdl_email WHERE id = %s AND userid = %s AND sent IS NULL", (outbox_id, userid))
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return elapsed
+
+
+def seed(server: MariaDBSandbox, standin: AwsStandIn, users: int) -> dict[str, Any]:
+    def one_transaction(connection: Any) -> list[int]:
+        return [o for _, o in create_users_bulk(connection, make_users(users))]
+
+    def iomad(connection: Any) -> list[int]:
+        return [create_user_iomad(connection, user)[1] for user in make_users(users)]
+
+    results: dict[str, Any] = {"users": users}
+    for name, writer in (("a_one_transaction", one_transaction), ("b_iomad_transactions", iomad)):
+        sidecar, ids = backlog(server, standin, f"seed_{name}", writer)
+        seconds = drain(server, sidecar, users, 600)
+        results[name] = {
+            "seconds": seconds,
+            "exactly_once": exactly_once(standin, ids),
+            "rss_mb": sidecar.peak_rss_mb(),
+        }
+        sidecar.stop()
+    new_database(server, "seed_baseline")
+    create_users_bulk(connect(server, "seed_baseline"), make_users(users, start=900_000))
+    results["baseline_seconds"] = original_plugin(server, standin, "seed_baseline")
+    for name in ("a_one_transaction", "b_iomad_transactions"):
+        results[name]["speedup_vs_baseline"] = results["baseline_seconds"] / results[name]["seconds"]
+    return results
+
+
+def busy(server: MariaDBSandbox, standin: AwsStandIn, transactions: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, storm in (("busy", False), ("login_storm", True)):
+        database = f"bench_{name}"
+        create_busy_schema(server.port, database)
+        first = Sidecar(server, database, standin).start()
+        first.stop()
+        before = binlog_end(server)
+        written = write_busy(server.port, database, transactions, login_storm=storm)
+        after = binlog_end(server)
+        events = count_events(server, before, after)
+        sidecar = Sidecar(server, database, standin).start()
+        users = written.watched_rows // 2
+        seconds = drain(server, sidecar, users, 600)
+        results[name] = {
+            "transactions": written.transactions,
+            "events": events,
+            "users": users,
+            "seconds": seconds,
+            "events_per_s": events / seconds,
+            "rss_mb": sidecar.peak_rss_mb(),
+        }
+        sidecar.stop()
+    return results
+
+
+def binlog_end(server: MariaDBSandbox) -> tuple[str, int]:
+    connection = connect(server)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW MASTER STATUS")
+        name, offset = cursor.fetchone()[:2]
+    connection.close()
+    return str(name), int(offset)
+
+
+def count_events(server: MariaDBSandbox, start: tuple[str, int], end: tuple[str, int]) -> int:
+    connection = connect(server)
+    total = 0
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW BINARY LOGS")
+        files = [str(r[0]) for r in cursor.fetchall() if start[0] <= str(r[0]) <= end[0]]
+        for name in files:
+            cursor.execute(f"SHOW BINLOG EVENTS IN '{name}'")
+            for row in cursor.fetchall():
+                position = int(row[1])
+                if (name, position) >= start and (name, position) < end:
+                    total += 1
+    connection.close()
+    return total
+
+
+def scaling(server: MariaDBSandbox, standin: AwsStandIn, sizes: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for users in sizes:
+
+        def write(connection: Any, users: int = users) -> list[int]:
+            ids: list[int] = []
+            for start in range(0, users, 1000):
+                ids += [o for _, o in create_users_bulk(connection, make_users(min(1000, users - start), start=start))]
+            return ids
+
+        sidecar, ids = backlog(server, standin, f"scale_{users}", write)
+        seconds = drain(server, sidecar, users, 900)
+        results[str(users)] = {
+            "seconds": seconds,
+            "ms_per_user": 1000 * seconds / users,
+            "rss_mb": sidecar.peak_rss_mb(),
+            "exactly_once": exactly_once(standin, ids),
+        }
+        sidecar.stop()
+    return results
+
+
+def latency(server: MariaDBSandbox, standin: AwsStandIn, rate: float, seconds: float) -> dict[str, Any]:
+    database = "latency"
+    new_database(server, database)
+    sidecar = Sidecar(server, database, standin).start()
+    standin.received.clear()
+    connection = connect(server, database)
+    committed: dict[int, float] = {}
+    interval = 1.0 / rate
+    next_at = time.monotonic()
+    for n, user in enumerate(make_users(int(rate * seconds))):
+        time.sleep(max(0.0, next_at - time.monotonic()))  # pacing the trickle
+        next_at += interval
+        outbox_id = create_user_iomad(connection, user)[1]
+        committed[outbox_id] = time.time()
+        del n
+    wait(lambda: ledger_done(server, sidecar.schema)[0] >= len(committed), 60, "the trickle resolved", 0.1)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT outbox_id, UNIX_TIMESTAMP(handled_at) FROM `{sidecar.schema}`.ledger")
+        handled = {int(r[0]): float(r[1]) for r in cursor.fetchall()}
+    sidecar.stop()
+    delays = sorted(1000 * (handled[i] - t) for i, t in committed.items())
+    return {
+        "users": len(delays),
+        "p50_ms": statistics.median(delays),
+        "p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)],
+        "max_ms": delays[-1],
+    }
+
+
+def memory(server: MariaDBSandbox, standin: AwsStandIn, big_rows: int, big_users: int) -> dict[str, Any]:
+    database = "memory"
+    new_database(server, database)
+    sidecar = Sidecar(server, database, standin).start()
+    idle = sidecar.peak_rss_mb()
+    connection = connect(server, database)
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION cte_max_recursion_depth = 1000000")
+        cursor.execute(
+            "INSERT INTO mdl_logstore_standard_log (eventname, component, action, userid, other, timecreated) "
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s) "
+            "SELECT '\\\\core\\\\event\\\\course_viewed', 'core', 'viewed', i, REPEAT('x', 200), i FROM n",
+            (big_rows,),
+        )
+    marker = create_user_iomad(connection, make_users(1, start=999_999)[0])[1]
+    wait(lambda: ledger_done(server, sidecar.schema)[0] >= 1, 300, "the marker user after the big transaction", 0.1)
+    after_rows = sidecar.peak_rss_mb()
+    create_users_bulk(connection, make_users(big_users, start=500_000))
+    wait(lambda: ledger_done(server, sidecar.schema)[0] >= 1 + big_users, 300, "the big user transaction", 0.1)
+    after_users = sidecar.peak_rss_mb()
+    sidecar.stop()
+    del marker
+    return {
+        "idle_rss_mb": idle,
+        f"peak_rss_mb_after_{big_rows}_unrelated_rows": after_rows,
+        f"peak_rss_mb_after_{big_users}_user_transaction": after_users,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", default="seed,busy,scaling,latency,memory")
+    args = parser.parse_args()
+    chosen = set(args.only.split(","))
+    os.environ.update(AWS_ENV)
+    standin = AwsStandIn(latency=0.05).start()
+    server = MariaDBSandbox(extra_options=("--max-binlog-size=1G",))
+    server.start()
+    report: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count(), "aws_latency_ms": 50}
+    try:
+        if "seed" in chosen:
+            report["seed"] = seed(server, standin, 200 if args.quick else 2000)
+        if "busy" in chosen:
+            report["busy"] = busy(server, standin, 2000 if args.quick else 20_000)
+        if "scaling" in chosen:
+            report["scaling"] = scaling(server, standin, [100, 1000] if args.quick else [100, 1000, 5000, 20_000])
+        if "latency" in chosen:
+            report["latency"] = latency(server, standin, 20, 5 if args.quick else 30)
+        if "memory" in chosen:
+            report["memory"] = memory(server, standin, 20_000 if args.quick else 200_000, 500 if args.quick else 5000)
+    finally:
+        server.remove()
+        standin.stop()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("pipeline-quick.json" if args.quick else "pipeline.json")).write_bytes(
+        orjson.dumps(report, option=orjson.OPT_INDENT_2)
+    )
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    print_table(report)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    if "seed" in report:
+        s = report["seed"]
+        print(f"\nseed: {s['users']} users; original plugin's way: {s['baseline_seconds']:.1f} s")
+        for name in ("a_one_transaction", "b_iomad_transactions"):
+            r = s[name]
+            print(f"  {name:<22} {r['seconds']:7.2f} s  {r['speedup_vs_baseline']:6.1f}x  once={r['exactly_once']}")
+    if "busy" in report:
+        print("\nbusy binlog through the whole pipeline:")
+        for name, r in report["busy"].items():
+            print(f"  {name:<12} {r['events']:>8} events {r['seconds']:6.2f} s {r['events_per_s']:>10,.0f} events/s")
+    if "scaling" in report:
+        print("\nscaling:")
+        for users, r in report["scaling"].items():
+            print(
+                f"  {users:>6} users {r['seconds']:7.2f} s {r['ms_per_user']:6.2f} ms/user"
+                f"  peak RSS {r['rss_mb']:.0f} MB"
+            )
+    if "latency" in report:
+        r = report["latency"]
+        print(
+            f"\nlatency ({r['users']} users): p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms,"
+            f" max {r['max_ms']:.0f} ms"
+        )
+    if "memory" in report:
+        print("\nmemory:", ", ".join(f"{k} {v:.0f}" for k, v in report["memory"].items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,7 @@ class Plan:
     reader: v.ValueReader | None = None  # for other fixed-width values
     prefix: int = 0  # length prefix bytes of a variable-width value
     text: bool = False  # decode as UTF-8 (else the value is bytes)
+    empty_is_str: bool = False  # a binary-charset string: the library gives '' when empty
     decodable: bool = True  # False: we can walk past it but not give the library's value
 
 
@@ -47,7 +48,7 @@ def _string_plan(column: Column, prefix: int, mariadb: bool) -> Plan:
     if encoding == "utf8":
         return Plan(None, prefix=prefix, text=True)
     if encoding == "binary":
-        return Plan(None, prefix=prefix)
+        return Plan(None, prefix=prefix, empty_is_str=True)
     # Another charset (latin1, ...): only the library's decoder gives its exact value.
     return Plan(None, prefix=prefix, decodable=False)
 
@@ -231,6 +232,10 @@ def compile_row_reader(
                     src.add("except UnicodeDecodeError:")
                     # Handed on as bytes: rows.py turns that into an Undecodable for this row.
                     src.add(f"    v{index} = bytes(s)")
+                elif p.empty_is_str:
+                    # The library returns '' for an empty binary string (Python decodes b'' with
+                    # any codec name, even "binary"); rows.py treats both alike, but stay equal.
+                    src.add(f"v{index} = bytes(b[p:p + n]) if n else ''")
                 else:
                     src.add(f"v{index} = bytes(b[p:p + n])")
             src.add("p += n")

@@ -12,8 +12,8 @@ class GtidState:
 
     def __init__(self, text: str | None) -> None:
         self._per_domain: dict[int, str] = {}
-        for part in (text or "").split(","):
-            part = part.strip()
+        for raw in (text or "").split(","):
+            part = raw.strip()
             if part.count("-") == 2 and part.split("-")[0].isdigit():
                 self._per_domain[int(part.split("-")[0])] = part
         self._text: str | None = self._render()

@@ -42,7 +42,9 @@ def close_quietly(connection: pymysql.Connection[Any]) -> None:
     try:
         connection.close()
     except Exception:  # noqa: BLE001 - closing a broken link must not mask the first error
-        connection._force_close()  # noqa: SLF001
+        force_close = getattr(connection, "_force_close", None)
+        if force_close is not None:
+            force_close()
 
 
 def parse_error(payload: bytes | bytearray) -> ServerError:
@@ -79,9 +81,10 @@ def open_dump(
     connection = pymysql.connect(**connection_kwargs(dsn, read_timeout))
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT @@global.binlog_checksum")
+            cursor.execute("SELECT @@global.binlog_checksum, @@version")
             row = cursor.fetchone()
             checksum = row is not None and str(row[0]).upper() != "NONE"
+            mariadb = row is not None and "mariadb" in str(row[1]).lower()
             # Tell the server we understand checksums, or it refuses to stream (or strips them).
             cursor.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
             if heartbeat is not None:
@@ -89,11 +92,11 @@ def open_dump(
                 cursor.execute("SET @master_heartbeat_period = %s", (int(period * 1_000_000_000),))
             # Capability 4 (GTID aware): MariaDB sends its GTID events instead of dummies.
             cursor.execute("SET @mariadb_slave_capability = 4")
-        mariadb = "mariadb" in connection.get_server_info().lower()
         name = file.encode()
         flags = 0 if blocking else BINLOG_DUMP_NON_BLOCK
         payload = struct.pack("<BIHI", COM_BINLOG_DUMP, offset, flags, server_id) + name
-        sock: socket.socket = connection._sock  # noqa: SLF001 - we own the connection from here on
+        # PyMySQL is done with the connection from here on: the socket is ours to read.
+        sock: socket.socket = getattr(connection, "_sock")  # noqa: B009 - private, not in the stubs
         sock.settimeout(read_timeout)
         sock.sendall(struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
     except BaseException:

@@ -13,7 +13,6 @@ so at the spot.
 
 from __future__ import annotations
 
-import socket
 import struct
 import time
 import zlib
@@ -28,7 +27,16 @@ from cdc_offload.binlog.protocol import DumpConnection, ServerError, open_dump, 
 from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.binlog.tables import CACHE_LIMIT, Decoder, Watched
 from cdc_offload.errors import PositionLost, SourceError
-from cdc_offload.model import ChangeEvent, Checkpoint, Commit, Idle, Position, SourceItem, Undecodable
+from cdc_offload.model import (
+    ChangeEvent,
+    Checkpoint,
+    Commit,
+    EventCounts,
+    Idle,
+    Position,
+    SourceItem,
+    Undecodable,
+)
 from cdc_offload.settings import Settings
 
 Buffer = bytes | bytearray
@@ -40,6 +48,8 @@ _MARIADB_GTID_BODY = struct.Struct("<QIB").unpack_from
 _TABLE_ID_MASK = (1 << 48) - 1
 _ER_MASTER_FATAL_READING_BINLOG = 1236
 _NO_NAMES = "the binlog has no column names for this table: set binlog_row_metadata=FULL on the source server"
+# How often, at most, event counts are reported (at a commit or heartbeat), as BinlogSource does.
+_COUNTS_EVERY = 0.25
 _COMPRESSED = (
     "compressed binlog events are not supported: turn off log_bin_compress (MariaDB) / "
     "binlog_transaction_compression (MySQL) on the source server"
@@ -50,7 +60,9 @@ class FastBinlogReader:
     """Reads from a committed checkpoint onwards; stops on the first error (the pipeline rebuilds
     it from its own committed checkpoint). Same constructor and iteration as `BinlogSource`."""
 
-    def __init__(self, settings: Settings, start: Checkpoint, *, blocking: bool = True, end: Position | None = None) -> None:
+    def __init__(
+        self, settings: Settings, start: Checkpoint, *, blocking: bool = True, end: Position | None = None
+    ) -> None:
         self._settings = settings
         self._start = start
         self._end = end
@@ -74,7 +86,7 @@ class FastBinlogReader:
             code = error.args[0] if error.args else 0
             message = str(error.args[1]) if len(error.args) > 1 else str(error)
             raise self._server_error(code, message) from None
-        except (ConnectionClosed, TimeoutError, socket.timeout):
+        except (ConnectionClosed, TimeoutError):
             raise SourceError("the binlog connection was lost") from None
         except (OSError, pymysql.err.Error) as error:
             raise SourceError(f"binlog read failed: {type(error).__name__}") from None
@@ -120,7 +132,8 @@ class FastBinlogReader:
         u32 = _U32
         u64 = _U64
         mask = _TABLE_ID_MASK
-        write_v1, write_v2, table_map = c.WRITE_ROWS_V1, c.WRITE_ROWS_V2, c.TABLE_MAP
+        write_rows = frozenset({c.WRITE_ROWS_V1, c.WRITE_ROWS_V2})
+        table_map = c.TABLE_MAP
         skipped_rows = c.SKIPPED_ROWS
 
         log_file = self._start.position.file
@@ -134,6 +147,12 @@ class FastBinlogReader:
         map_header = 8
         rows_headers = (8, 10)
         server_version: tuple[int, ...] = (0, 0, 0)
+
+        # Event counts for the throughput metric. The kinds BinlogSource counts are counted the
+        # same way (it sees only those); "other" is every event it never sees (skipped rows
+        # events, table-maps, ...), which this reader still reads.
+        events = writes = xids = queries = rotates = gtid_events = heartbeats = 0
+        reported_at = time.monotonic()
 
         data, q, stop = stream.data, 0, 0
         sequence = 1
@@ -161,20 +180,26 @@ class FastBinlogReader:
                 q = e
                 sequence = (sequence + 1) & 0xFF
                 ev = data
+            events += 1
 
             status = ev[p]
             if status:
                 if status == 0xFE and e - p < 9:
-                    return  # EOF: the end of the binlog in non-blocking mode
+                    # EOF: the end of the binlog in non-blocking mode.
+                    events -= 1
+                    if events:
+                        yield _counts(events, writes, xids, queries, rotates, gtid_events, heartbeats)
+                    return
                 if status == 0xFF:
                     raise parse_error(ev[p:e])
                 raise SourceError(f"binlog protocol error: unexpected packet type {status}")
 
             kind = ev[p + 5]
-            if kind == write_v1 or kind == write_v2:
+            if kind in write_rows:
                 if tables:
                     decoder = tables.get(u64(ev, p + 20)[0] & mask)
                     if decoder is not None:
+                        writes += 1
                         yield from self._write_rows(decoder, ev, p, e, boundary, crc, rows_headers)
                         if end is not None and not in_transaction and boundary.position >= end:
                             return
@@ -212,15 +237,22 @@ class FastBinlogReader:
             if kind == c.MARIADB_GTID:
                 self._verify(crc, ev, p, e, log_file)
                 seq_no, domain, flags = _MARIADB_GTID_BODY(ev, p + 20)
+                gtid_events += 1
                 gtids.note(domain, f"{domain}-{u32(ev, p + 6)[0]}-{seq_no}")
                 in_transaction = not flags & c.GTID_STANDALONE
             elif kind == c.XID:
                 self._verify(crc, ev, p, e, log_file)
+                xids += 1
+                if time.monotonic() - reported_at > _COUNTS_EVERY:
+                    yield _counts(events, writes, xids, queries, rotates, gtid_events, heartbeats)
+                    events = writes = xids = queries = rotates = gtid_events = heartbeats = 0
+                    reported_at = time.monotonic()
                 in_transaction = False
                 boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render())
                 yield Commit(boundary, u32(ev, p + 1)[0])
             elif kind == c.QUERY:
                 self._verify(crc, ev, p, e, log_file)
+                queries += 1
                 body = p + 20
                 query_header = post_header[c.QUERY - 1] if len(post_header) >= c.QUERY else 13
                 text_at = body + query_header + _U16(ev, body + 11)[0] + ev[body + 8] + 1
@@ -233,6 +265,7 @@ class FastBinlogReader:
                     yield Commit(boundary, u32(ev, p + 1)[0])
             elif kind == c.ROTATE:
                 self._verify(crc, ev, p, e, log_file)
+                rotates += 1
                 log_file = ev[p + 28 : e - crc].decode()
                 tables.clear()
                 if not in_transaction:
@@ -246,11 +279,17 @@ class FastBinlogReader:
                     raise SourceError("this binlog uses 4-byte table ids (a server older than MySQL 5.1.4)")
                 tables.clear()
                 continue
-            elif kind == c.HEARTBEAT or kind == c.HEARTBEAT_V2:
+            elif kind in (c.HEARTBEAT, c.HEARTBEAT_V2):
                 # (HEARTBEAT_V2 is MySQL 8.0.26+; the library ignores it, leaving Idle unsent.)
+                heartbeats += 1
+                if time.monotonic() - reported_at > _COUNTS_EVERY:
+                    yield _counts(events, writes, xids, queries, rotates, gtid_events, heartbeats)
+                    events = writes = xids = queries = rotates = gtid_events = heartbeats = 0
+                    reported_at = time.monotonic()
                 yield Idle(time.time())
             elif kind == c.MYSQL_GTID:
-                pass  # MySQL GTIDs: BinlogSource keeps only MariaDB's; nothing but the end test
+                # MySQL GTIDs: BinlogSource keeps only MariaDB's, so only counted and the end test.
+                gtid_events += 1
             elif kind in c.MARIADB_COMPRESSED or kind == c.TRANSACTION_PAYLOAD:
                 # The library drops these silently (rows lost, boundaries missed): refuse instead.
                 raise SourceError(_COMPRESSED)
@@ -322,3 +361,18 @@ class FastBinlogReader:
                 yield Undecodable(decoder.table, boundary, timestamp, str(error))
                 continue
             yield ChangeEvent(row, boundary, timestamp)
+
+
+def _counts(
+    events: int, writes: int, xids: int, queries: int, rotates: int, gtids: int, heartbeats: int
+) -> EventCounts:
+    named = (
+        ("write_rows", writes),
+        ("xid", xids),
+        ("query", queries),
+        ("rotate", rotates),
+        ("gtid", gtids),
+        ("heartbeat", heartbeats),
+    )
+    other = events - writes - xids - queries - rotates - gtids - heartbeats
+    return EventCounts(tuple((kind, count) for kind, count in (*named, ("other", other)) if count))

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cdc_offload.binlog import tablemap
 from cdc_offload.binlog.decoders import FastRows, fast_path_possible
 from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog import tablemap
 from cdc_offload.binlog.tablemap import TableMap, TableMapError
 from cdc_offload.model import OutboxRow, UserRow
 from cdc_offload.rows import outbox_from_values, user_from_values
@@ -21,6 +21,8 @@ USER_COLUMNS = ("id", "username", "firstname", "lastname", "email", "auth", "del
 # Shapes kept at most: every ALTER TABLE (and every table-definition-cache reload after a
 # restart) adds one; clearing now and then is cheaper than an LRU on the hot path.
 CACHE_LIMIT = 256
+
+Converter = Callable[[Mapping[str, object]], UserRow | OutboxRow]
 
 
 class Rows(Protocol):
@@ -34,7 +36,7 @@ class Decoder:
     table: str
     has_names: bool
     rows: Rows
-    convert: Callable[[Mapping[str, object]], UserRow | OutboxRow]
+    convert: Converter
     fast: bool
 
 
@@ -75,7 +77,7 @@ class Watched:
         is_user = body.startswith(self.prefixes[0], table_map_post_header)
         name = self.user_table if is_user else self.outbox_table
         wanted = self.user_columns if is_user else self.outbox_columns
-        convert: Callable[[Mapping[str, object]], UserRow | OutboxRow] = user_from_values if is_user else self._convert_outbox
+        convert: Converter = user_from_values if is_user else self._convert_outbox
         try:
             table: TableMap | None = tablemap.parse(body, table_map_post_header, mariadb=mariadb)
         except TableMapError:
@@ -93,7 +95,8 @@ class Watched:
                 server_version=server_version,
             )
         except Exception as error:  # noqa: BLE001 - whatever the library trips on, we report the table
-            raise TableMapError(f"the table-map of {self.schema}.{name} cannot be read ({type(error).__name__})") from None
+            problem = type(error).__name__
+            raise TableMapError(f"the table-map of {self.schema}.{name} cannot be read ({problem})") from None
         return Decoder(name, True, rows, convert, fast=False)
 
 

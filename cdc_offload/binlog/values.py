@@ -14,7 +14,7 @@ from collections.abc import Callable
 Buffer = bytes | bytearray
 ValueReader = Callable[[Buffer, int], object]
 
-_EPOCH = datetime.datetime(1970, 1, 1)  # noqa: DTZ001 - the library returns naive UTC datetimes
+_EPOCH = datetime.datetime(1970, 1, 1)  # naive UTC, as the library returns
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 
 
@@ -71,7 +71,7 @@ def read_datetime(data: Buffer, pos: int) -> object:
     year, month, day = date // 10000, (date % 10000) // 100, date % 100
     if not (year and month and day):
         return None
-    return datetime.datetime(year, month, day, time // 10000, (time % 10000) // 100, time % 100)  # noqa: DTZ001
+    return datetime.datetime(year, month, day, time // 10000, (time % 10000) // 100, time % 100)
 
 
 def read_timestamp(data: Buffer, pos: int) -> object:
@@ -83,7 +83,7 @@ def datetime2(fsp: int) -> ValueReader:
         packed = int.from_bytes(data[pos : pos + 5], "big")
         year_month = (packed >> 22) & 0x1FFFF
         try:
-            value = datetime.datetime(  # noqa: DTZ001
+            value = datetime.datetime(
                 year_month // 13,
                 year_month % 13,
                 (packed >> 17) & 0x1F,

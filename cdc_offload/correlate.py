@@ -53,17 +53,34 @@ class Correlator:
         if not self.is_candidate(row):
             # Not ours to send; the decision step records why, without waiting for a partner.
             return [Job(row, None, event.start, event.event_time)]
+        # The same id again (a restore, a re-INSERT): the newer image replaces the one waiting. It
+        # goes to the end, so each map stays in binlog order (`oldest_start` and `advance` rely on it).
+        self._forget_waiting_row(row.id)
         seen = self._waiting_users.pop(row.userid, None) or self._paired_users.get(row.userid)
         if seen is None:
             self._waiting_rows[row.id] = Job(row, None, event.start, event.event_time)
             self._waiting_rows_by_user.setdefault(row.userid, []).append(row.id)
             return []
+        self._paired_users.pop(row.userid, None)
         self._paired_users[row.userid] = seen
         return [self._pair(row, seen, event.start, event.event_time)]
+
+    def _forget_waiting_row(self, outbox_id: int) -> None:
+        job = self._waiting_rows.pop(outbox_id, None)
+        if job is None:
+            return
+        siblings = self._waiting_rows_by_user.get(job.outbox.userid, [])
+        if outbox_id in siblings:
+            siblings.remove(outbox_id)
+        if not siblings:
+            self._waiting_rows_by_user.pop(job.outbox.userid, None)
 
     def _add_user(self, user: UserRow, event: ChangeEvent) -> list[Job]:
         seen = _Seen(user, event.start, event.event_time)
         outbox_ids = self._waiting_rows_by_user.pop(user.id, None)
+        # A user id seen again moves to the end of its map (binlog order), with its newer image.
+        self._waiting_users.pop(user.id, None)
+        self._paired_users.pop(user.id, None)
         if not outbox_ids:
             self._waiting_users[user.id] = seen
             return []
@@ -86,12 +103,7 @@ class Correlator:
             if job.event_time >= horizon:
                 break
             expired.append(job)
-            del self._waiting_rows[outbox_id]
-            siblings = self._waiting_rows_by_user.get(job.outbox.userid, [])
-            if outbox_id in siblings:
-                siblings.remove(outbox_id)
-            if not siblings:
-                self._waiting_rows_by_user.pop(job.outbox.userid, None)
+            self._forget_waiting_row(outbox_id)
         for users in (self._waiting_users, self._paired_users):
             for user_id, seen in list(users.items()):
                 if seen.event_time >= horizon:

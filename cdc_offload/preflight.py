@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
+from cdc_offload import tls
 from cdc_offload.model import Checkpoint
-from cdc_offload.settings import Settings
+from cdc_offload.settings import Dsn, Settings
 from cdc_offload.store import connect
 
 
@@ -41,15 +43,7 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
     try:
         connection = connect(settings.source, autocommit=True, read_timeout=10.0)
     except pymysql.err.Error as error:
-        code = error.args[0] if error.args else "?"
-        return [
-            CheckResult(
-                "source connection",
-                False,
-                f"cannot connect to {settings.source} (MySQL error {code})",
-                "check --source-dsn, the reader's password and the network",
-            )
-        ]
+        return [_connection_failed("source", settings.source, error, "the reader's password")]
     try:
         with connection.cursor() as cursor:
             values = _variables(
@@ -119,7 +113,9 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
                         "pick another --server-id, unique among all replicas",
                     )
                 )
+            results.append(_tls_result("source", settings.source, *tls.session_tls(connection)))
             results.append(_replication_privilege(cursor))
+            results.extend(reader_privilege_checks(_grants(cursor), settings))
             results.extend(_table_checks(cursor, settings))
             if saved is not None:
                 results.append(_position_on_server(cursor, saved))
@@ -129,28 +125,262 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
 
 
 def _replication_privilege(cursor: Any) -> CheckResult:
+    """The binlog status is readable (what a first start asks the server)."""
     try:
-        cursor.execute("SHOW MASTER STATUS")
+        try:
+            cursor.execute("SHOW MASTER STATUS")
+        except pymysql.err.ProgrammingError:
+            cursor.execute("SHOW BINARY LOG STATUS")  # MySQL 8.4 removed SHOW MASTER STATUS
         row = cursor.fetchone()
     except pymysql.err.Error:
         return CheckResult(
-            "reader privileges",
+            "binlog status",
             False,
             "the reader cannot run SHOW MASTER STATUS",
             "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the reader (see `cdc-offload init`)",
         )
     if row is None:
-        return CheckResult("reader privileges", False, "SHOW MASTER STATUS is empty", "turn the binlog on")
-    cursor.execute("SHOW GRANTS")
-    grants = " ".join(str(r[0]).upper() for r in cursor.fetchall())
-    if "REPLICATION SLAVE" not in grants and "ALL PRIVILEGES ON *.*" not in grants:
+        return CheckResult("binlog status", False, "SHOW MASTER STATUS is empty", "turn the binlog on")
+    return CheckResult("binlog status", True)
+
+
+def _connection_failed(side: str, dsn: Dsn, error: BaseException, password: str) -> CheckResult:
+    if isinstance(error, tls.TlsError):
         return CheckResult(
-            "reader privileges",
+            f"{side} connection",
             False,
-            "the reader lacks REPLICATION SLAVE",
-            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the reader",
+            error.message,
+            f"check --{side}-ssl-ca/--{side}-ssl-cert/--{side}-ssl-key, the DSN's host name and the server's TLS",
         )
-    return CheckResult("reader privileges", True)
+    return CheckResult(
+        f"{side} connection",
+        False,
+        f"cannot connect to {dsn} ({tls.describe(error)})",
+        f"check --{side}-dsn, {password} and the network",
+    )
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _tls_result(side: str, dsn: Dsn, version: str, cipher: str) -> CheckResult:
+    """Whether the link in use is encrypted and verified. The binlog and the outbox carry passwords:
+    off a loopback link, plaintext or an unverified certificate is worth a warning."""
+    name = f"{side} TLS"
+    if cipher and dsn.tls.enabled:
+        return CheckResult(f"{name} ({version}, verified)", True)
+    if dsn.host in _LOOPBACK:
+        return CheckResult(f"{name} ({'encrypted, unverified' if cipher else 'off'}: a loopback link)", True)
+    if cipher:
+        return CheckResult(
+            name,
+            True,
+            f"encrypted ({version}) but the server's certificate is not verified",
+            warning=True,
+            fix=f"give --{side}-ssl-ca (and --{side}-require-tls)",
+        )
+    return CheckResult(
+        name,
+        True,
+        "the connection is NOT encrypted, and it carries the passwords in the outbox",
+        warning=True,
+        fix=f"start the server with TLS and give --{side}-ssl-ca and --{side}-require-tls",
+    )
+
+
+# -- privileges ------------------------------------------------------------------------------------
+
+_GRANT_LINE = re.compile(r"^GRANT\s+(?P<privileges>.+?)\s+ON\s+(?P<target>\S+)\s+TO\s+(?P<rest>.*)$", re.S | re.I)
+_TARGET = re.compile(r"^(?P<db>`(?:[^`]|``)*`|\*|[^.]+)\.(?P<table>`(?:[^`]|``)*`|\*|\S+)$")
+_COLUMNS = re.compile(r"^(?P<privilege>[A-Z ]+?)\s*\((?P<columns>.*)\)$", re.S)
+_REPLICATION_CLIENT = frozenset({"REPLICATION CLIENT", "BINLOG MONITOR"})
+_EVERYTHING = "ALL PRIVILEGES"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One privilege from SHOW GRANTS: on `db`.`table` (`*` for any), optionally on some columns."""
+
+    privilege: str
+    db: str
+    table: str
+    columns: frozenset[str] = frozenset()
+    grant_option: bool = False
+
+    def render(self) -> str:
+        columns = f" ({', '.join(f'`{c}`' for c in sorted(self.columns))})" if self.columns else ""
+        db = "*" if self.db == "*" else f"`{self.db}`"
+        table = "*" if self.table == "*" else f"`{self.table}`"
+        return f"{self.privilege}{columns} ON {db}.{table}" + (" WITH GRANT OPTION" if self.grant_option else "")
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`") if name.startswith("`") and name.endswith("`") else name
+
+
+def _split_privileges(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def parse_grants(lines: list[str]) -> tuple[list[Grant], list[str]]:
+    """SHOW GRANTS lines → privileges, and the lines we could not read (role grants, PROXY, ...).
+    The `IDENTIFIED BY PASSWORD` part of a line (a hash) is never kept."""
+    grants: list[Grant] = []
+    unread: list[str] = []
+    for line in lines:
+        match = _GRANT_LINE.match(line.strip())
+        target = _TARGET.match(match.group("target")) if match else None
+        if match is None or target is None:
+            unread.append(line.split(" TO ", 1)[0][:120])
+            continue
+        db, table = _unquote(target.group("db")), _unquote(target.group("table"))
+        grant_option = "WITH GRANT OPTION" in match.group("rest").upper()
+        for raw in _split_privileges(match.group("privileges")):
+            privilege = " ".join(raw.upper().split())
+            columns: frozenset[str] = frozenset()
+            found = _COLUMNS.match(privilege)
+            if found:
+                privilege = found.group("privilege").strip()
+                inside = raw[raw.index("(") + 1 : raw.rindex(")")]
+                columns = frozenset(_unquote(c.strip()).lower() for c in _split_privileges(inside))
+            if privilege == "ALL":
+                privilege = _EVERYTHING
+            grants.append(Grant(privilege, db, table, columns, grant_option))
+    return grants, unread
+
+
+def _grants(cursor: Any) -> list[str]:
+    cursor.execute("SHOW GRANTS")
+    return [str(row[0]) for row in cursor.fetchall()]
+
+
+def _covers(grant: Grant, privilege: str | frozenset[str], db: str, table: str, column: str | None = None) -> bool:
+    wanted = {privilege} if isinstance(privilege, str) else set(privilege)
+    if grant.privilege not in wanted and grant.privilege != _EVERYTHING:
+        return False
+    if grant.db not in ("*", db) or grant.table not in ("*", table):
+        return False
+    return not grant.columns or (column is not None and column.lower() in grant.columns)
+
+
+def _has(grants: list[Grant], privilege: str | frozenset[str], db: str, table: str, column: str | None = None) -> bool:
+    return any(_covers(g, privilege, db, table, column) for g in grants)
+
+
+def _privilege_results(
+    who: str, missing: list[str], extra: list[Grant], unread: list[str], fix: str
+) -> list[CheckResult]:
+    results = [
+        CheckResult(f"{who} privileges", False, f"the {who} lacks {'; '.join(missing)}", fix)
+        if missing
+        else CheckResult(f"{who} privileges", True)
+    ]
+    if extra:
+        results.append(
+            CheckResult(
+                f"{who} least privilege",
+                True,
+                f"broader than needed: {'; '.join(g.render() for g in extra)}",
+                "REVOKE these; grant only what `cdc-offload init` prints",
+                warning=True,
+            )
+        )
+    if unread:
+        results.append(
+            CheckResult(
+                f"{who} least privilege",
+                True,
+                f"grants not checked (roles or other kinds): {'; '.join(unread)}",
+                "grant the account directly what `cdc-offload init` prints",
+                warning=True,
+            )
+        )
+    return results
+
+
+def reader_privilege_checks(lines: list[str], settings: Settings) -> list[CheckResult]:
+    """What the reader needs (REPLICATION SLAVE, REPLICATION CLIENT, SELECT on the two watched
+    tables), and anything it has beyond that."""
+    grants, unread = parse_grants(lines)
+    db = settings.source.database
+    tables = (settings.tables.user_table, settings.tables.outbox_table)
+    missing = []
+    if not _has(grants, "REPLICATION SLAVE", "*", "*"):
+        missing.append("REPLICATION SLAVE ON *.*")
+    if not _has(grants, _REPLICATION_CLIENT | {"SUPER"}, "*", "*"):
+        missing.append("REPLICATION CLIENT ON *.*")
+    missing += [f"SELECT ON `{db}`.`{t}`" for t in tables if not _has(grants, "SELECT", db, t)]
+
+    def needed(grant: Grant) -> bool:
+        if grant.grant_option or grant.privilege == _EVERYTHING:
+            return False
+        if grant.privilege == "USAGE":
+            return True
+        if grant.db == "*" and grant.table == "*":
+            return grant.privilege in {"REPLICATION SLAVE", *_REPLICATION_CLIENT}
+        return grant.privilege == "SELECT" and grant.db == db and grant.table in tables
+
+    return _privilege_results(
+        "reader",
+        missing,
+        [g for g in grants if not needed(g)],
+        unread,
+        "run the reader's GRANT statements `cdc-offload init` prints",
+    )
+
+
+def writer_privilege_checks(lines: list[str], settings: Settings) -> list[CheckResult]:
+    """What the writer needs (SELECT and DELETE, or UPDATE of `sent`, on the outbox; its own state
+    schema), and anything it has beyond that (SELECT, DELETE, UPDATE(sent) on the outbox and all on
+    the state schema, as `init` prints)."""
+    grants, unread = parse_grants(lines)
+    db = settings.writer.database
+    outbox = settings.tables.outbox_table
+    sent = settings.tables.column("sent")
+    schema = settings.state_schema
+    missing = []
+    if not _has(grants, "SELECT", db, outbox):
+        missing.append(f"SELECT ON `{db}`.`{outbox}`")
+    if settings.suppress == "delete" and not _has(grants, "DELETE", db, outbox):
+        missing.append(f"DELETE ON `{db}`.`{outbox}`")
+    if settings.suppress == "mark-sent" and not _has(grants, "UPDATE", db, outbox, sent):
+        missing.append(f"UPDATE (`{sent}`) ON `{db}`.`{outbox}`")
+    # The state tables: read, insert and upsert (creating them is `init`'s, which may run as an admin).
+    missing += [f"{p} ON `{schema}`.*" for p in ("SELECT", "INSERT", "UPDATE") if not _has(grants, p, schema, "ledger")]
+
+    def needed(grant: Grant) -> bool:
+        if grant.grant_option:
+            return False
+        if grant.privilege == "USAGE":
+            return True
+        if grant.db == schema and grant.table == "*":
+            return True
+        if grant.db != db or grant.table != outbox:
+            return False
+        if grant.privilege in ("SELECT", "DELETE"):
+            return not grant.columns
+        return grant.privilege == "UPDATE" and grant.columns == frozenset({sent.lower()})
+
+    return _privilege_results(
+        "writer",
+        missing,
+        [g for g in grants if not needed(g)],
+        unread,
+        "run the writer's GRANT statements `cdc-offload init` prints",
+    )
 
 
 def _table_checks(cursor: Any, settings: Settings) -> list[CheckResult]:
@@ -191,45 +421,11 @@ def writer_checks(settings: Settings, state_present: Callable[[], bool]) -> list
     try:
         connection = connect(settings.writer, autocommit=True, read_timeout=10.0)
     except pymysql.err.Error as error:
-        code = error.args[0] if error.args else "?"
-        return [
-            CheckResult(
-                "writer connection",
-                False,
-                f"cannot connect to {settings.writer} (MySQL error {code})",
-                "check --writer-dsn, the writer's password and the network",
-            )
-        ]
+        return [_connection_failed("writer", settings.writer, error, "the writer's password")]
     try:
+        results.append(_tls_result("writer", settings.writer, *tls.session_tls(connection)))
         with connection.cursor() as cursor:
-            cursor.execute("SHOW GRANTS")
-            grants = " ".join(str(r[0]).upper() for r in cursor.fetchall())
-        outbox = settings.tables.outbox_table.upper()
-        needs = ("DELETE" if settings.suppress == "delete" else "UPDATE", "SELECT")
-        broad = "ALL PRIVILEGES ON *.*" in grants
-        if broad or (
-            all(n in grants for n in needs)
-            and (outbox in grants or f"`{settings.writer.database.upper()}`.*" in grants)
-        ):
-            results.append(
-                CheckResult(
-                    "writer privileges",
-                    True,
-                    problem="the writer has ALL PRIVILEGES ON *.*: grant only what `cdc-offload init` prints"
-                    if broad
-                    else "",
-                    warning=broad,
-                )
-            )
-        else:
-            results.append(
-                CheckResult(
-                    "writer privileges",
-                    False,
-                    f"the writer cannot {' and '.join(needs)} on {settings.tables.outbox_table}",
-                    "run the GRANT statements `cdc-offload init` prints",
-                )
-            )
+            results.extend(writer_privilege_checks(_grants(cursor), settings))
     finally:
         connection.close()
     results.append(

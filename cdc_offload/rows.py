@@ -9,9 +9,11 @@ from cdc_offload.model import OutboxRow, UserRow
 from cdc_offload.settings import TableNames
 
 
-def _text(column: str, value: object) -> str:
+def _text(column: str, value: object, *, nullable: bool = True) -> str:
     if value is None:
-        return ""
+        if nullable:
+            return ""
+        raise ValueError(f"column {column} is NULL")
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -54,13 +56,15 @@ def outbox_from_values(values: Mapping[str, object], tables: TableNames) -> Outb
         return _require(values, tables.column(logical))
 
     templatename = get("templatename")
+    # IOMAD declares id, userid, subject, body and due NOT NULL. A NULL there means a schema or a
+    # writer we do not know: the row is left to Moodle rather than sent empty or at a guessed time.
     return OutboxRow(
         id=_integer("id", get("id")) or 0,
         userid=_integer("userid", get("userid")) or 0,
         templatename=None if templatename is None else _text("templatename", templatename),
         sent=_integer("sent", get("sent"), nullable=True),
-        due=_integer("due", get("due"), nullable=True) or 0,
+        due=_integer("due", get("due")) or 0,
         companyid=_integer("companyid", get("companyid"), nullable=True) or 0,
-        subject=_text("subject", get("subject")),
-        body=_text("body", get("body")),
+        subject=_text("subject", get("subject"), nullable=False),
+        body=_text("body", get("body"), nullable=False),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,70 @@ def identifier(option: str, value: str) -> str:
     return value
 
 
+def _no_key_password() -> bytes:
+    return b""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """TLS to one server. Any of `ca`, `cert` or `require` turns it on, and then it is mandatory: the
+    server's certificate is verified (against `ca`, else the system's CAs), its name is checked
+    unless `verify_identity` is off, and a connection that is not encrypted is refused. With none of
+    them, PyMySQL's default applies (TLS if the server offers it, unverified): `check` warns."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify_identity: bool = True
+    require: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.require or bool(self.ca or self.cert)
+
+    def context(self) -> ssl.SSLContext:
+        """A verifying client context: the CA file (or the system's CAs), the host name unless turned
+        off, TLS 1.2 or newer, the client certificate when one is given. Built per connection, so a
+        rotated certificate is picked up at the next connect. Raises OSError (ssl.SSLError is one)."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = self.verify_identity
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if self.cert:
+            # Never OpenSSL's interactive prompt: an encrypted key fails to load, clearly, at start-up.
+            ctx.load_cert_chain(self.cert, keyfile=self.key, password=_no_key_password)
+        return ctx
+
+
+def tls_settings(
+    side: str,
+    *,
+    ca: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    verify_identity: bool = True,
+    require: bool = False,
+) -> TlsSettings:
+    """`side` is `source` or `writer`: the prefix of the options a user would fix."""
+    for name, path in (("ca", ca), ("cert", cert), ("key", key)):
+        if path and not (Path(path).is_file() and os.access(path, os.R_OK)):
+            raise SettingsError(f"--{side}-ssl-{name}", f"{path!r} is not a readable file")
+    if key and not cert:
+        raise SettingsError(f"--{side}-ssl-key", f"a client key needs its certificate: --{side}-ssl-cert")
+    tls = TlsSettings(
+        ca=ca or None, cert=cert or None, key=key or None, verify_identity=verify_identity, require=require
+    )
+    if tls.enabled:
+        try:
+            tls.context()
+        except OSError as error:
+            # A file that is not PEM, or a key that does not match its certificate; never its content.
+            detail = getattr(error, "reason", None) or error.strerror or type(error).__name__
+            option = f"--{side}-ssl-cert" if cert else f"--{side}-ssl-ca"
+            raise SettingsError(option, f"the TLS files cannot be loaded ({detail})") from None
+    return tls
+
+
 @dataclass(frozen=True, slots=True)
 class Dsn:
     host: str
@@ -38,13 +104,14 @@ class Dsn:
     user: str
     database: str
     password: str = field(default="", repr=False)
+    tls: TlsSettings = TlsSettings()
 
     def __str__(self) -> str:
         # The password never leaves this object through str() or repr().
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-def parse_dsn(option: str, url: str, password: str | None = None) -> Dsn:
+def parse_dsn(option: str, url: str, password: str | None = None, tls: TlsSettings | None = None) -> Dsn:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb"):
         raise SettingsError(option, "expected mysql://user[:password]@host:port/database")
@@ -64,6 +131,7 @@ def parse_dsn(option: str, url: str, password: str | None = None) -> Dsn:
         user=urllib.parse.unquote(parts.username),
         database=database,
         password=secret,
+        tls=tls or TlsSettings(),
     )
 
 
@@ -142,6 +210,10 @@ class Settings:
     max_batch: int = 500
     checkpoint_interval: float = 1.0
     standby_poll: float = 1.0
+    # Seconds the writer connection may stay silent before the server drops it and the consumer
+    # lock with it (its session wait_timeout): how long a frozen leader keeps a standby waiting.
+    # None: 30 s, or three AWS deadlines / standby polls if that is longer (see `lease_seconds`).
+    lock_lease: float | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
 
@@ -169,12 +241,30 @@ class Settings:
             raise SettingsError("--queue-url", "required with --sink sqs")
         if self.sink.kind == "ses" and not self.sink.ses_from:
             raise SettingsError("--from", "required with --sink ses (a verified sender address)")
+        for option, value in (("--from", self.sink.ses_from), ("--configuration-set", self.sink.ses_configuration_set)):
+            if value and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                # Either would end up in a mail header: one line, no control characters.
+                raise SettingsError(option, "must be one line without control characters")
         if self.sink.deadline <= 0 or self.sink.deadline >= self.max_event_age:
             raise SettingsError("--aws-deadline", "must be positive and below --max-event-age")
+        if self.lock_lease is not None and (
+            self.lock_lease < 2 * self.sink.deadline or self.lock_lease < 2 * self.standby_poll
+        ):
+            raise SettingsError(
+                "--lock-lease",
+                "must be at least twice --aws-deadline and the standby poll: a busy leader must not lose it",
+            )
         if self.max_batch < 1:
             raise SettingsError("--max-batch", "must be at least 1")
         if not self.templates:
             raise SettingsError("--template", "name at least one outbox template to offload")
+
+    @property
+    def lease_seconds(self) -> float:
+        """The lock lease in force: `lock_lease`, or a default a busy leader cannot outlast."""
+        if self.lock_lease is not None:
+            return self.lock_lease
+        return max(30.0, 3 * self.sink.deadline, 3 * self.standby_poll)
 
     @property
     def lock_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import html
 import re
 from dataclasses import dataclass
@@ -15,7 +16,11 @@ SCHEMA_VERSION = 1
 
 _LINE_BREAK = re.compile(r"<\s*/?\s*(br|p|div|tr|li|h[1-6])\b[^>]*>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything a mail agent or
+# a log viewer could take as a line break or a terminal command.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Header folding off: one line, whatever its length (SES takes the address as one value).
+_ONE_LINE_HEADERS = email.policy.SMTP.clone(max_line_length=None)
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
 
@@ -37,10 +42,15 @@ def display_name(job: Job) -> str:
 
 
 def recipient(job: Job) -> str:
-    """`Name <address>` with the name encoded by the email package, so no header can be smuggled."""
+    """`Name <address>` built by `email.headerregistry`: the name quoted where it has specials and
+    RFC 2047-encoded where it is not ASCII (as SES requires), on one line, so nothing in a name can
+    become a second address or a header of its own."""
     assert job.user is not None, "only paired jobs are sent"
     local, _, domain = job.user.email.strip().rpartition("@")
-    return str(Address(display_name=display_name(job), username=local, domain=domain))
+    address = Address(display_name=display_name(job), username=local, domain=domain)
+    header = _ONE_LINE_HEADERS.header_factory("To", address)
+    folded: str = header.fold(policy=_ONE_LINE_HEADERS)
+    return folded.removeprefix("To: ").rstrip("\r\n")
 
 
 def sqs_document(job: Job) -> bytes:

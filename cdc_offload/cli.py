@@ -19,9 +19,11 @@ from cdc_offload.settings import (
     SettingsError,
     SinkSettings,
     TableNames,
+    TlsSettings,
     parse_column_overrides,
     parse_dsn,
     read_secret_file,
+    tls_settings,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,16 +46,40 @@ def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
+def _tls_options(side: str, server: str) -> list[Callable[[F], F]]:
+    """TLS to one server: --SIDE-ssl-ca/-cert/-key, --SIDE-ssl-verify-identity, --SIDE-require-tls."""
+    path = click.Path(dir_okay=False)
+    return [
+        option(f"--{side}-ssl-ca", type=path, help=f"CA certificate (PEM) that signed {server}'s; turns TLS on."),
+        option(f"--{side}-ssl-cert", type=path, help="Client certificate (PEM), for an account that REQUIREs X509."),
+        option(f"--{side}-ssl-key", type=path, help="Private key (PEM, unencrypted) of the client certificate."),
+        option(
+            f"--{side}-ssl-verify-identity/--no-{side}-ssl-verify-identity",
+            envvar=f"CDC_OFFLOAD_{side.upper()}_SSL_VERIFY_IDENTITY",
+            default=True,
+            show_default=True,
+            help="With TLS on: the certificate must name the DSN's host.",
+        ),
+        option(
+            f"--{side}-require-tls",
+            is_flag=True,
+            help=f"Refuse a connection that is not encrypted (verified against the system CAs unless --{side}-ssl-ca).",
+        ),
+    ]
+
+
 source_options = _compose(
     option("--source-dsn", help="The replica to read the binlog from: mysql://user@host:3306/moodle."),
     option("--source-password", help="Password of the reader (better: the env var or --source-password-file)."),
     option("--source-password-file", type=click.Path(dir_okay=False), help="File holding the reader's password."),
     option("--server-id", type=int, default=4_242_001, show_default=True, help="Our replica id: unique per server."),
+    *_tls_options("source", "the replica"),
 )
 writer_options = _compose(
     option("--writer-dsn", help="The primary to suppress on and keep state in: mysql://user@host:3306/moodle."),
     option("--writer-password", help="Password of the writer (better: the env var or --writer-password-file)."),
     option("--writer-password-file", type=click.Path(dir_okay=False), help="File holding the writer's password."),
+    *_tls_options("writer", "the primary"),
     option("--state-schema", default="cdc_offload", show_default=True, help="Schema of our ledger and checkpoint."),
     option("--consumer", default="default", show_default=True, help="Name of this consumer (checkpoint and lock)."),
     option("--table-prefix", default="mdl_", show_default=True, help="Moodle's table prefix."),
@@ -65,11 +91,20 @@ writer_options = _compose(
         help="LOGICAL=ACTUAL for an outbox column named differently (e.g. userid=user_id). Repeatable.",
     ),
 )
-pipeline_options = _compose(
+
+
+def _sender_option(*names: str) -> Callable[[F], F]:
+    # `replay` has its own --from (a binlog position), so there the sender is only --ses-from;
+    # both spellings read CDC_OFFLOAD_FROM.
+    return option(*names, "ses_from", envvar="CDC_OFFLOAD_FROM", help="Verified sender address (with --sink ses).")
+
+
+sink_options = _compose(
     option("--sink", type=click.Choice(["sqs", "ses"]), default="sqs", show_default=True, help="Where emails go."),
     option("--queue-url", help="SQS queue URL (with --sink sqs); a .fifo queue gets dedup ids."),
-    option("--from", "ses_from", help="Verified sender address (with --sink ses)."),
     option("--configuration-set", help="SES configuration set (optional)."),
+)
+tuning_options = _compose(
     option(
         "--template",
         multiple=True,
@@ -92,6 +127,8 @@ pipeline_options = _compose(
     option("--heartbeat", type=float, default=1.0, show_default=True, help="Binlog heartbeat interval, seconds."),
     option("--read-timeout", type=float, default=10.0, show_default=True, help="Binlog socket read timeout."),
 )
+pipeline_options = _compose(sink_options, _sender_option("--from", "--ses-from"), tuning_options)
+replay_pipeline_options = _compose(sink_options, _sender_option("--ses-from"), tuning_options)
 observability_options = _compose(
     option("--metrics-port", type=int, default=9108, show_default=True, help="Port of /metrics, /healthz, ..."),
     option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the HTTP server binds."),
@@ -102,6 +139,17 @@ observability_options = _compose(
         show_default=True,
     ),
 )
+
+
+def _tls(side: str, params: dict[str, Any]) -> TlsSettings:
+    return tls_settings(
+        side,
+        ca=params.get(f"{side}_ssl_ca"),
+        cert=params.get(f"{side}_ssl_cert"),
+        key=params.get(f"{side}_ssl_key"),
+        verify_identity=params.get(f"{side}_ssl_verify_identity", True),
+        require=bool(params.get(f"{side}_require_tls")),
+    )
 
 
 def _password(option_name: str, direct: str | None, file: str | None) -> str | None:
@@ -120,6 +168,7 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             "--writer-dsn",
             writer_url,
             _password("--writer-password", params.get("writer_password"), params.get("writer_password_file")),
+            _tls("writer", params),
         )
         source_url = params.get("source_dsn")
         if need_source and not source_url:
@@ -129,6 +178,7 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
                 "--source-dsn",
                 source_url,
                 _password("--source-password", params.get("source_password"), params.get("source_password_file")),
+                _tls("source", params),
             )
             if source_url
             else writer
@@ -230,7 +280,19 @@ def _print_checks(results: list[Any]) -> bool:
     return ok
 
 
-def run_checks(settings: Settings) -> bool:
+def _log_checks(results: list[Any]) -> bool:
+    """The same results as JSON log lines, for `run` (whose stdout is a log stream)."""
+    for result in results:
+        if not result.ok:
+            logs.error("preflight_failed", check=result.name, problem=result.problem, fix=result.fix)
+        elif result.warning:
+            logs.warning("preflight_warning", check=result.name, problem=result.problem)
+        else:
+            logs.info("preflight_ok", check=result.name)
+    return all(result.ok for result in results)
+
+
+def gather_checks(settings: Settings) -> list[Any]:
     from cdc_offload.preflight import source_checks, writer_checks
     from cdc_offload.store import Store, StoreError
 
@@ -246,7 +308,7 @@ def run_checks(settings: Settings) -> bool:
         store.close()
     results = writer_checks(settings, lambda: present)
     results += source_checks(settings, saved)
-    return _print_checks(results)
+    return results
 
 
 @main.command()
@@ -256,7 +318,7 @@ def run_checks(settings: Settings) -> bool:
 def check(**params: Any) -> None:
     """Preflight against the real servers: each check prints ok, or the problem and the fix."""
     settings = build_settings(params)
-    if not run_checks(settings):
+    if not _print_checks(gather_checks(settings)):
         sys.exit(1)
 
 
@@ -266,15 +328,26 @@ def check(**params: Any) -> None:
 @pipeline_options
 @observability_options
 @option("--skip-checks", is_flag=True, help="Start without the preflight checks (not recommended).")
+@option(
+    "--fail-closed-linger",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="After refusing to go on, keep /metrics up this long (cdc_offload_fail_closed=1) before exiting.",
+)
 @_with_logging
 def run(**params: Any) -> None:
     """Tail the binlog and offload credential emails until SIGTERM (which drains and commits)."""
     from cdc_offload.runtime import run_forever
 
     settings = build_settings(params)
-    if not params.get("skip_checks") and not run_checks(settings):
-        click.echo("refusing to start: fix the problems above (Moodle keeps sending meanwhile)", err=True)
-        sys.exit(1)
+
+    def preflight() -> bool:
+        if params.get("skip_checks") or _log_checks(gather_checks(settings)):
+            return True
+        logs.error("refusing_to_start", hint="fix the problems above; Moodle keeps sending meanwhile")
+        return False
+
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -283,7 +356,7 @@ def run(**params: Any) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    sys.exit(run_forever(settings, stop))
+    sys.exit(run_forever(settings, stop, preflight, linger=params["fail_closed_linger"]))
 
 
 @main.command()
@@ -392,9 +465,20 @@ def position_set(**params: Any) -> None:
 @main.command()
 @source_options
 @writer_options
-@pipeline_options
-@option("--from", "from_position", required=True, help="FILE:OFFSET to start at (a transaction boundary).")
-@option("--to", "to_position", help="FILE:OFFSET to stop at (default: the current end of binlog).")
+@replay_pipeline_options
+@option(
+    "--from",
+    "from_position",
+    envvar="CDC_OFFLOAD_REPLAY_FROM",
+    required=True,
+    help="FILE:OFFSET to start at (a transaction boundary).",
+)
+@option(
+    "--to",
+    "to_position",
+    envvar="CDC_OFFLOAD_REPLAY_TO",
+    help="FILE:OFFSET to stop at (default: the current end of binlog).",
+)
 @option("--dry-run", is_flag=True, help="Send nothing, write nothing: print what would happen.")
 @option("--ignore-age", is_flag=True, help="Send rows older than --max-event-age too (Moodle may have sent them!).")
 def replay(**params: Any) -> None:

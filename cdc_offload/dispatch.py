@@ -7,10 +7,13 @@ from collections.abc import Callable, Sequence
 
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Delivery, Job
-from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, UNREACHABLE, Sink
+from cdc_offload.sinks import BREAKER_OPEN, DAILY_QUOTA, DEADLINE, UNREACHABLE, Sink
 
-# Failures that say AWS (or the way to it) is down, as opposed to a refused message.
-_OUTAGE_CODES = frozenset({DEADLINE, UNREACHABLE, "InternalError", "InternalFailure", "ServiceUnavailable"})
+# Failures that say AWS (or the way to it) is down, as opposed to a refused message. An exhausted
+# daily quota counts: every call would fail the same way, so the breaker stops calling for a while.
+_OUTAGE_CODES = frozenset(
+    {DEADLINE, UNREACHABLE, DAILY_QUOTA, "InternalError", "InternalFailure", "ServiceUnavailable"}
+)
 
 
 class CircuitBreaker:

@@ -9,8 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pymysql
-
+from cdc_offload import tls
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
@@ -52,7 +51,7 @@ def show_position(settings: Settings) -> Checkpoint | None:
 
 
 def binlog_sizes(settings: Settings) -> dict[str, int]:
-    connection = pymysql.connect(**connection_kwargs(settings.source))
+    connection = tls.connect(settings.source, connection_kwargs(settings.source))
     try:
         with connection.cursor() as cursor:
             cursor.execute("SHOW BINARY LOGS")

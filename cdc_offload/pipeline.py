@@ -47,13 +47,18 @@ from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, TOO_LARGE, UNREACHABLE
 from cdc_offload.store import Store, StoreError
 
 CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
+PAUSE_ENV = "CDC_OFFLOAD_PAUSE_AT"
 _UNAVAILABLE_CODES = frozenset({BREAKER_OPEN, DEADLINE, UNREACHABLE})
 
 
 def crash_point(name: str) -> None:
-    """Fault-injection hook: die here, as abruptly as a power cut, when the tests ask for it."""
+    """Fault-injection hook: die here, as abruptly as a power cut, when the tests ask for it
+    (CDC_OFFLOAD_CRASH_AT), or freeze here as a stalled VM would (CDC_OFFLOAD_PAUSE_AT: SIGSTOP
+    to ourselves; whoever sends SIGCONT lets this instance go on from exactly this point)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(PAUSE_ENV) == name:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 class Source(Protocol):
@@ -122,12 +127,19 @@ class _Reader(threading.Thread):
                     return
                 self._health.reader_alive()
                 if isinstance(item, Commit):
+                    # While the loop has not taken the last chunk (a dispatch round is with AWS),
+                    # grow this one instead of queueing many small ones: the queue is bounded in
+                    # chunks, and one chunk per transaction would cap a slow round at 64 of them.
+                    busy = not self._out.empty()
                     if watched_in_txn:
                         chunk.append(item)
                         watched_in_txn = False
+                        if busy and len(chunk) < self.CHUNK:
+                            continue
                     else:
                         held_commit = item
-                        if time.monotonic() - last_put < self.COALESCE_SECONDS and len(chunk) < self.CHUNK:
+                        recent = time.monotonic() - last_put < self.COALESCE_SECONDS
+                        if (busy or recent) and len(chunk) < self.CHUNK:
                             continue
                         chunk.append(item)
                     held_commit = None
@@ -200,6 +212,7 @@ class Session:
         self._queue: queue.Queue[list[SourceItem] | _ReaderEnded] = queue.Queue(maxsize=64)
         self._reader = _Reader(source, self._queue, health)
         self._ready: dict[int, Job] = {}
+        self._start = start
         self._last_commit = start
         self._committed = start
         self._committed_at = time.monotonic()
@@ -310,10 +323,21 @@ class Session:
             resolutions += [self._would_send(job) for job in to_send]
             self._tally.add(resolutions)
             return
+        if to_send:
+            # Only the lock holder hands rows to AWS; a commit re-checks it (a pause can fall between).
+            self._store.ensure_leader()
+            # The window where a crash duplicates (counted by the fault tests from these two lines).
+            logs.info("batch_dispatching", jobs=len(to_send))
         resolutions += self._send(to_send)
         crash_point("before_commit")
         final = self._commit(resolutions)
         crash_point("after_commit")
+        if to_send:
+            logs.info(
+                "batch_committed",
+                jobs=len(final),
+                offloaded=sum(1 for r in final if r.status is Status.OFFLOADED),
+            )
         self._tally.add(final)
         for r in final:
             self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
@@ -392,9 +416,17 @@ class Session:
             return
         if checkpoint == self._committed:
             self._committed_at = time.monotonic()
+            if time.monotonic() - self._store.last_used >= self._settings.lease_seconds / 3:
+                # Idle: keep the lease alive, and find out now (not at the next batch) if it was lost.
+                self._store.ensure_leader()
             return
         self._store.commit([], checkpoint)
         self._note_committed(checkpoint)
+
+    @property
+    def progressed(self) -> bool:
+        """Whether this session moved the checkpoint (a reader that works again resets the backoff)."""
+        return self._committed != self._start
 
     def _note_committed(self, checkpoint: Checkpoint | None) -> None:
         self._committed_at = time.monotonic()
@@ -477,7 +509,15 @@ class Pipeline:
         self._metrics.active.set(1)
         if self._uncommitted:
             # Accepted by AWS before the primary was lost: suppress them now, before reading on.
-            self._store.commit(self._uncommitted, None)
+            # The ledger row is in the same transaction as the suppression, so a row the ledger has
+            # was committed (the commit's answer was what got lost), or another leader handled it.
+            done = self._store.handled([r.outbox_id for r in self._uncommitted])
+            retry = [r for r in self._uncommitted if r.outbox_id not in done]
+            final = self._store.commit(retry, None) if retry else []
+            logs.info("uncommitted_batch_retried", jobs=len(retry), already_committed=len(done))
+            for r in final:
+                self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
+            self.tally.add(final)
             self._uncommitted = []
         checkpoint = self._store.load_checkpoint()
         if checkpoint is None:
@@ -505,8 +545,13 @@ class Pipeline:
                 self._uncommitted = session.uncommitted
                 raise
             except PositionLost:
+                # Only the leader fails closed: an instance that was superseded while paused (its
+                # successor's dump, same --server-id, cut ours off) stands by instead.
+                self._store.ensure_leader()
                 raise
             except SourceError as error:
+                if session.progressed:
+                    backoff.reset()
                 self._metrics.reader_restarts.inc()
                 logs.warning("reader_restart", error=str(error))
                 stop.wait(backoff.next())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdc_offload import logs
@@ -19,7 +20,15 @@ from cdc_offload.source import BinlogSource, current_end
 from cdc_offload.store import Store, ledger_query
 
 EXIT_OK = 0
+EXIT_PREFLIGHT = 1
 EXIT_FAIL_CLOSED = 3
+
+
+def _fail_closed(runtime: Runtime, stop: threading.Event, linger: float, code: int) -> int:
+    runtime.metrics.fail_closed.set(1)
+    runtime.health.role = "stopped"
+    stop.wait(linger)
+    return code
 
 
 def make_sink(settings: Settings) -> Sink:
@@ -73,18 +82,28 @@ def build(settings: Settings, options: RunOptions | None = None, metrics: Metric
     return Runtime(settings, metrics, health, pipeline, dispatcher, server)
 
 
-def run_forever(settings: Settings, stop: threading.Event) -> int:
+def run_forever(
+    settings: Settings,
+    stop: threading.Event,
+    preflight: Callable[[], bool] = lambda: True,
+    linger: float = 0.0,
+) -> int:
+    """Serve HTTP, check the servers, run until `stop`. When it cannot go on safely it says so
+    on /metrics (`cdc_offload_fail_closed` 1) for `linger` seconds, so an alert can fire before
+    the non-zero exit; Moodle sends everything meanwhile."""
     runtime = build(settings)
     if runtime.server is not None:
         runtime.server.start()
         logs.info("http_listening", port=runtime.server.server_address[1])
     try:
+        if not preflight():
+            return _fail_closed(runtime, stop, linger, EXIT_PREFLIGHT)
         runtime.pipeline.run(stop)
         logs.info("stopped")
         return EXIT_OK
     except FailClosed as error:
         logs.error("fail_closed", problem=str(error))
-        return EXIT_FAIL_CLOSED
+        return _fail_closed(runtime, stop, linger, EXIT_FAIL_CLOSED)
     finally:
         runtime.dispatcher.close()
         if runtime.server is not None:

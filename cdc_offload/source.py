@@ -8,6 +8,7 @@ and the pipeline rebuilds the reader from *its own* committed checkpoint.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    NotImplementedEvent,
     QueryEvent,
     RotateEvent,
     XidEvent,
 )
+from pymysqlreplication.gtid import Gtid, GtidSet
 from pymysqlreplication.row_event import WriteRowsEvent
 
+from cdc_offload import tls
 from cdc_offload.errors import PositionLost, SourceError
 from cdc_offload.model import (
     ChangeEvent,
@@ -68,6 +72,89 @@ class _NoSilentReconnect(BinLogStreamReader):  # type: ignore[misc]
         self._connected_once = True
         super()._BinLogStreamReader__connect_to_stream()
 
+    def _BinLogStreamReader__set_mariadb_settings(self) -> bytes:
+        # mysql-replication 1.0.17 (pinned) declares this COM_BINLOG_DUMP one byte shorter than it
+        # sends; MariaDB then reads the stray byte as the next packet and resets the dump after a
+        # few hundred KB. Same session variables and bytes as the library, the length computed
+        # from the payload actually sent.
+        with self._stream_connection.cursor() as cursor:
+            if self.auto_position is not None:
+                cursor.execute("SET @slave_connect_state = %s", (self.auto_position,))
+            cursor.execute("SET @slave_gtid_strict_mode=1")
+            cursor.execute("SET @slave_gtid_ignore_duplicates=0")
+        flags = 0x01 if not self._BinLogStreamReader__blocking else 0  # BINLOG_DUMP_NON_BLOCK
+        payload = (
+            bytes([_COM_BINLOG_DUMP])
+            + struct.pack("<I", 4)  # binlog position: unused with a GTID start
+            + struct.pack("<H", flags)
+            + struct.pack("<I", self._BinLogStreamReader__server_id)
+            + b"\0\0\0\0"  # binlog file name: none (the GTID state says where)
+        )
+        # A packet header is 3 bytes of payload length and 1 byte of sequence id (0).
+        return struct.pack("<I", len(payload)) + payload
+
+
+_COM_BINLOG_DUMP = 0x12
+# Compressed events have no handler in the library and would be dropped without a word:
+# MariaDB's log_bin_compress (QUERY_COMPRESSED .. DELETE_ROWS_COMPRESSED) and MySQL's
+# binlog_transaction_compression (TRANSACTION_PAYLOAD).
+_COMPRESSED_EVENT_TYPES = frozenset({*range(0xA5, 0xAC), 0x28})
+_ER_SLAVE_SAME_ID = 4052
+_ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
+
+
+class SourceRefused(PositionLost):
+    """The source cannot be read without risking a silent skip (binlog off, compressed events, a
+    server_id clash, a file/offset of another server): fail closed, Moodle keeps sending."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFacts:
+    mariadb: bool
+    server_id: int
+
+
+def server_facts(settings: Settings, start: Checkpoint) -> ServerFacts:
+    """What the source server is, and a refusal when reading it from `start` could skip rows."""
+    connection = tls.connect(settings.source, connection_kwargs(settings.source, 10.0))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                "('version', 'server_id', 'log_bin', 'log_bin_compress', 'binlog_transaction_compression')"
+            )
+            values = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
+    finally:
+        connection.close()
+    facts = ServerFacts("mariadb" in values.get("version", "").lower(), int(values.get("server_id", "0") or 0))
+    if values.get("log_bin", "OFF").upper() not in ("ON", "1"):
+        raise SourceRefused(
+            f"the binlog is off on the source server {settings.source}: nothing can be read, rows are Moodle's "
+            "to send. Start the server with --log-bin, then `cdc-offload position set --now` (the old position "
+            "no longer continues)"
+        )
+    for name in ("log_bin_compress", "binlog_transaction_compression"):
+        if values.get(name, "OFF").upper() in ("ON", "1"):
+            raise SourceRefused(
+                f"{name} is ON on the source server: compressed events cannot be read and would be skipped. "
+                f"SET GLOBAL {name} = OFF (and in the server config), then `cdc-offload position set --now` "
+                "if compressed events were written past the checkpoint"
+            )
+    if facts.server_id == settings.server_id:
+        raise SourceRefused(
+            f"--server-id {settings.server_id} is the source server's own server_id: pick another --server-id, "
+            "unique among all replicas of this server"
+        )
+    by_gtid = settings.resume == "gtid" and bool(start.gtid)
+    if not by_gtid and start.server_uuid is not None and start.server_uuid != str(facts.server_id):
+        raise SourceRefused(
+            f"the checkpoint {start.position} is a file/offset of the server with server_id {start.server_uuid}, "
+            f"but {settings.source} has server_id {facts.server_id}: the same offset means other rows there. "
+            "Resume by GTID (--resume gtid) if the servers share GTIDs, or pick a start with "
+            "`cdc-offload position set`"
+        )
+    return facts
+
 
 def connection_kwargs(dsn: Dsn, read_timeout: float | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
@@ -80,10 +167,22 @@ def connection_kwargs(dsn: Dsn, read_timeout: float | None = None) -> dict[str, 
     }
     if read_timeout is not None:
         kwargs["read_timeout"] = read_timeout
+    # TLS as the DSN asks (a verifying context, mandatory once on); nothing leaves PyMySQL's default.
+    kwargs.update(tls.pymysql_kwargs(dsn.tls))
     return kwargs
 
 
-def _binlog_status(cursor: Any) -> Any:
+def _tls_checked(dsn: Dsn) -> Any:
+    """The replication library's connection factory: every control and dump connection it opens
+    gets clear TLS errors and, when TLS is on, is verified to be encrypted before use."""
+
+    def open_connection(**kwargs: Any) -> Any:
+        return tls.connect(dsn, kwargs)
+
+    return open_connection
+
+
+def binlog_status(cursor: Any) -> Any:
     try:
         cursor.execute("SHOW MASTER STATUS")
     except pymysql.err.ProgrammingError:
@@ -94,20 +193,25 @@ def _binlog_status(cursor: Any) -> Any:
 
 def current_end(dsn: Dsn) -> Checkpoint:
     """The server's end of binlog now: where a first run starts (never the oldest file)."""
-    connection = pymysql.connect(**connection_kwargs(dsn))
+    connection = tls.connect(dsn, connection_kwargs(dsn))
     try:
         with connection.cursor() as cursor:
-            row = _binlog_status(cursor)
+            row = binlog_status(cursor)
             if row is None:
                 raise SourceError("the binlog is off on the source server: start it with --log-bin")
             gtid = None
-            cursor.execute("SELECT @@version")
+            cursor.execute("SELECT @@version, @@server_id")
             version_row = cursor.fetchone()
+            server_id = str(version_row[1]) if version_row is not None else None
             if version_row is not None and "mariadb" in str(version_row[0]).lower():
                 cursor.execute("SELECT @@gtid_binlog_pos")
                 gtid_row = cursor.fetchone()
                 gtid = str(gtid_row[0]) if gtid_row and gtid_row[0] else None
-            return Checkpoint(Position(str(row[0]), int(row[1])), gtid=gtid)
+            elif len(row) > 4 and row[4]:
+                # MySQL: Executed_Gtid_Set, the whole set (empty when gtid_mode is OFF).
+                gtid = str(row[4]).replace("\n", "") or None
+            # The server this file/offset belongs to: a position resume elsewhere is refused.
+            return Checkpoint(Position(str(row[0]), int(row[1])), gtid=gtid, server_uuid=server_id)
     finally:
         connection.close()
 
@@ -135,13 +239,24 @@ class BinlogSource:
             outbox_table=settings.tables.outbox_table,
             tables=settings.tables,
         )
-        self._reader = _NoSilentReconnect(
+        self._blocking = blocking
+        self._closed = False
+        self._reader: _NoSilentReconnect | None = None
+        self._facts: ServerFacts | None = None
+
+    def _open(self, facts: ServerFacts) -> _NoSilentReconnect:
+        """The library's reader, by GTID when asked and the checkpoint has one, else by file/offset
+        (with MariaDB, `is_mariadb` only with a GTID: it ignores file/offset otherwise)."""
+        settings, start, blocking = self._settings, self._start, self._blocking
+        by_gtid = settings.resume == "gtid" and bool(start.gtid)
+        return _NoSilentReconnect(
             connection_settings=connection_kwargs(settings.source, settings.read_timeout),
             server_id=settings.server_id,
             resume_stream=True,
             blocking=blocking,
             log_file=start.position.file,
             log_pos=start.position.offset,
+            auto_position=start.gtid if by_gtid else None,
             end_log_pos=None,
             only_events=[
                 WriteRowsEvent,
@@ -151,38 +266,72 @@ class BinlogSource:
                 GtidEvent,
                 MariadbGtidEvent,
                 HeartbeatLogEvent,
+                NotImplementedEvent,
             ],
             only_schemas=[self._watched.schema],
             only_tables=[self._watched.user_table, self._watched.outbox_table],
             slave_heartbeat=settings.heartbeat if blocking else None,
-            is_mariadb=False,
+            is_mariadb=facts.mariadb and by_gtid,
+            # Unknown event types come through (as NotImplementedEvent) so a compressed one is seen.
+            filter_non_implemented_events=False,
             enable_logging=False,
+            pymysql_wrapper=_tls_checked(settings.source),
         )
 
     def close(self) -> None:
-        self._reader.close()
+        self._closed = True
+        if self._reader is not None:
+            self._reader.close()
 
     def __iter__(self) -> Iterator[SourceItem]:
         try:
             yield from self._items()
         except SourceError:
             raise
+        except tls.TlsError as error:
+            raise SourceError(f"binlog connection refused: {error.message}") from None
         except pymysql.err.OperationalError as error:
             code = error.args[0] if error.args else 0
-            if code == 1236:
-                raise PositionLost(
-                    f"the server cannot resume at {self._start.position} (MySQL error 1236); "
-                    "the binlog holding it was purged or this is another server. Rows since then are Moodle's to send; "
-                    "pick a new start with `cdc-offload position set --now`"
+            text = str(error.args[1]) if len(error.args) > 1 else ""
+            if code == _ER_MASTER_FATAL_ERROR_READING_BINLOG:
+                raise self._cannot_resume(text) from None
+            if code == _ER_SLAVE_SAME_ID:
+                raise SourceRefused(
+                    f"another replica connected to the source with our --server-id {self._settings.server_id} "
+                    "(MySQL error 4052): two readers with one id take turns cutting each other off. Give each "
+                    "reader and replica its own --server-id"
                 ) from None
             raise SourceError(f"binlog read failed: MySQL error {code}") from None
         except (OSError, pymysql.err.Error) as error:
             raise SourceError(f"binlog read failed: {type(error).__name__}") from None
 
+    def _cannot_resume(self, server_text: str) -> PositionLost:
+        """Error 1236: the server has no binlog at our start. The server's text names no row data."""
+        lowered = server_text.lower()
+        if "not open" in lowered:
+            return SourceRefused(
+                f"the binlog is off on the source server {self._settings.source} (MySQL error 1236): start it "
+                "with --log-bin, then `cdc-offload position set --now`; rows meanwhile are Moodle's to send"
+            )
+        if self._settings.resume == "gtid" and self._start.gtid:
+            where = f"GTID {self._start.gtid}"
+            why = "no longer (or never) in this server's binlog: purged, or a server that did not replicate it"
+        else:
+            where = f"{self._start.position}"
+            why = "purged from the server's binlog, or this is another server"
+        return PositionLost(
+            f"the source server cannot resume at {where} (MySQL error 1236): {why}. Rows since then are Moodle's "
+            "to send; pick a new start with `cdc-offload position set --now`"
+        )
+
     def _items(self) -> Iterator[SourceItem]:
-        reader = self._reader
+        facts = server_facts(self._settings, self._start)
+        if self._closed:
+            return
+        reader = self._reader = self._open(facts)
+        server = str(facts.server_id)
         boundary = self._start
-        gtids = _GtidState.parse(self._start.gtid)
+        gtids = _GtidState.parse(self._start.gtid, mariadb=facts.mariadb)
         in_transaction = False
         watched = self._watched
         counts: dict[str, int] = {}
@@ -207,7 +356,7 @@ class BinlogSource:
                 yield from self._rows(event, boundary)
             elif isinstance(event, XidEvent):
                 in_transaction = False
-                boundary = Checkpoint(Position(reader.log_file, reader.log_pos), gtids.render())
+                boundary = Checkpoint(Position(reader.log_file, reader.log_pos), gtids.render(), server)
                 yield Commit(boundary, event.timestamp)
             elif isinstance(event, QueryEvent):
                 query = event.query.strip().upper() if isinstance(event.query, str) else ""
@@ -215,14 +364,24 @@ class BinlogSource:
                     in_transaction = True
                 elif query == "COMMIT" or not in_transaction:
                     in_transaction = False
-                    boundary = Checkpoint(Position(reader.log_file, reader.log_pos), gtids.render())
+                    boundary = Checkpoint(Position(reader.log_file, reader.log_pos), gtids.render(), server)
                     yield Commit(boundary, event.timestamp)
             elif isinstance(event, MariadbGtidEvent):
                 gtids.note(event.domain_id, event.gtid)
                 in_transaction = not (event.flags & _MARIADB_GTID_STANDALONE)
+            elif isinstance(event, GtidEvent):
+                gtids.note_mysql(event.gtid)
             elif isinstance(event, RotateEvent):
                 if not in_transaction:
-                    boundary = Checkpoint(Position(event.next_binlog, event.position), gtids.render())
+                    boundary = Checkpoint(Position(event.next_binlog, event.position), gtids.render(), server)
+            elif isinstance(event, NotImplementedEvent):
+                if event.event_type in _COMPRESSED_EVENT_TYPES:
+                    raise SourceRefused(
+                        f"a compressed binlog event (type {event.event_type}) at {reader.log_file}:{reader.log_pos}: "
+                        "it cannot be read and would be skipped. Turn log_bin_compress / "
+                        "binlog_transaction_compression OFF on the source, then `cdc-offload position set --now`; "
+                        "rows since the checkpoint are Moodle's to send"
+                    )
             elif isinstance(event, HeartbeatLogEvent):
                 yield Idle(time.time())
             if self._end is not None and not in_transaction and boundary.position >= self._end:
@@ -257,13 +416,21 @@ class BinlogSource:
 
 
 class _GtidState:
-    """The last GTID seen per replication domain (MariaDB's `gtid_binlog_pos` form)."""
+    """The GTID state at a boundary: MariaDB's last GTID per replication domain (the
+    `gtid_binlog_pos` form), or MySQL's whole executed set (`uuid:1-100,...`)."""
 
-    def __init__(self, per_domain: dict[int, str]) -> None:
+    def __init__(self, per_domain: dict[int, str], mysql_set: GtidSet | None = None) -> None:
         self._per_domain = per_domain
+        self._mysql_set = mysql_set
+        self._text: str | None = None
 
     @classmethod
-    def parse(cls, text: str | None) -> _GtidState:
+    def parse(cls, text: str | None, mariadb: bool = True) -> _GtidState:
+        if not mariadb:
+            try:
+                return cls({}, GtidSet(text or None))
+            except (ValueError, TypeError):
+                return cls({}, GtidSet(None))
         per_domain: dict[int, str] = {}
         for raw in (text or "").split(","):
             part = raw.strip()
@@ -273,6 +440,18 @@ class _GtidState:
 
     def note(self, domain: int, gtid: str) -> None:
         self._per_domain[domain] = gtid
+        self._text = None
+
+    def note_mysql(self, gtid: str) -> None:
+        if self._mysql_set is None:
+            self._mysql_set = GtidSet(None)
+        self._mysql_set.merge_gtid(Gtid(gtid))
+        self._text = None
 
     def render(self) -> str | None:
-        return ",".join(self._per_domain[d] for d in sorted(self._per_domain)) or None
+        if self._text is None:
+            if self._mysql_set is not None:
+                self._text = str(self._mysql_set) or None
+            else:
+                self._text = ",".join(self._per_domain[d] for d in sorted(self._per_domain)) or None
+        return self._text

@@ -16,6 +16,7 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
+from cdc_offload import tls
 from cdc_offload.model import Checkpoint, Position, Reason, Resolution, Status
 from cdc_offload.settings import Dsn, Settings
 
@@ -93,17 +94,21 @@ def grant_statements(settings: Settings, reader_user: str, writer_user: str, hos
 
 
 def connect(dsn: Dsn, *, autocommit: bool, read_timeout: float | None = 30.0) -> pymysql.Connection[Any]:
-    connection = pymysql.connect(
-        host=dsn.host,
-        port=dsn.port,
-        user=dsn.user,
-        password=dsn.password,
-        database=dsn.database or None,
-        charset="utf8mb4",
-        autocommit=autocommit,
-        connect_timeout=5,
-        read_timeout=read_timeout,
-        write_timeout=read_timeout,
+    # Through cdc_offload.tls: the DSN's TLS settings, clear TLS errors, encryption verified when required.
+    connection = tls.connect(
+        dsn,
+        {
+            "host": dsn.host,
+            "port": dsn.port,
+            "user": dsn.user,
+            "password": dsn.password,
+            "database": dsn.database or None,
+            "charset": "utf8mb4",
+            "autocommit": autocommit,
+            "connect_timeout": 5,
+            "read_timeout": read_timeout,
+            "write_timeout": read_timeout,
+        },
     )
     with connection.cursor() as cursor:
         # Ledger times are UTC whatever the server's zone.
@@ -124,13 +129,22 @@ class Store:
         self._col_userid = settings.tables.column("userid")
         self._col_sent = settings.tables.column("sent")
         self._connection: pymysql.Connection[Any] | None = None
+        # When this connection last talked to the primary (the lease below counts from there).
+        self.last_used = time.monotonic()
 
     # -- connection and leadership ---------------------------------------------------------
     def connect(self) -> None:
         self.close()
         try:
             self._connection = connect(self._settings.writer, autocommit=False)
+            # The lock's lease: a session idle this long is closed by the server, and the consumer
+            # lock with it. A healthy leader talks at least every third of it; a frozen one
+            # (SIGSTOP, a paused VM, a half-open link) loses the lock, so a standby can take over.
+            with self._connection.cursor() as cursor:
+                cursor.execute("SET SESSION wait_timeout = %s", (max(1, round(self._settings.lease_seconds)),))
+            self._commit()
         except pymysql.err.Error as error:
+            self.close()
             raise StoreError(f"cannot connect to the primary {self._settings.writer}: {_mysql_code(error)}") from None
 
     def close(self) -> None:
@@ -179,6 +193,19 @@ class Store:
             self.close()
             return False
 
+    def ensure_leader(self) -> None:
+        """Raise `LeadershipLost` unless this connection holds the consumer lock right now."""
+        try:
+            with self._cursor() as cursor:
+                self._check_lock(cursor)
+            self._commit()
+        except LeadershipLost:
+            self._rollback_quietly()
+            raise
+        except pymysql.err.Error as error:
+            self.close()
+            raise StoreError(f"lock check failed: {_mysql_code(error)}") from None
+
     def lock_holder_exists(self) -> bool:
         """Whether any session holds the consumer lock (for commands refused while one runs)."""
         with self._cursor() as cursor:
@@ -190,6 +217,7 @@ class Store:
     def _commit(self) -> None:
         assert self._connection is not None
         self._connection.commit()
+        self.last_used = time.monotonic()
 
     # -- schema ------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -414,6 +442,8 @@ def _optional_str(value: object) -> str | None:
 def _mysql_code(error: BaseException) -> str:
     """A MySQL error as code and server text; never our own SQL parameters (they can hold ids only,
     but the server's text for a failed statement must not echo row content either)."""
+    if isinstance(error, tls.TlsError):
+        return error.message
     if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
         return f"MySQL error {error.args[0]}"
     return type(error).__name__

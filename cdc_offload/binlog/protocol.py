@@ -10,6 +10,7 @@ from typing import Any
 
 import pymysql
 
+from cdc_offload import tls
 from cdc_offload.binlog.constants import BINLOG_DUMP_NON_BLOCK, COM_BINLOG_DUMP
 from cdc_offload.settings import Dsn
 
@@ -78,7 +79,8 @@ def open_dump(
     heartbeat: float | None,
     read_timeout: float,
 ) -> DumpConnection:
-    connection = pymysql.connect(**connection_kwargs(dsn, read_timeout))
+    # Through cdc_offload.tls like every other connection: the DSN's TLS settings, verified.
+    connection = tls.connect(dsn, connection_kwargs(dsn, read_timeout))
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT @@global.binlog_checksum, @@version")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pymysql
 
+from cdc_offload import tls
 from cdc_offload.binlog import constants as c
 from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
 from cdc_offload.binlog.gtid import GtidState
@@ -82,6 +83,8 @@ class FastBinlogReader:
             raise
         except ServerError as error:
             raise self._server_error(error.code, error.message) from None
+        except tls.TlsError as error:
+            raise SourceError(f"binlog connection refused: {error.message}") from None
         except pymysql.err.OperationalError as error:
             code = error.args[0] if error.args else 0
             message = str(error.args[1]) if len(error.args) > 1 else str(error)

@@ -12,6 +12,8 @@ DEADLINE = "DeadlineExceeded"
 UNREACHABLE = "Unreachable"
 TOO_LARGE = "MessageTooLarge"
 BREAKER_OPEN = "BreakerOpen"
+# SES's 24-hour quota is used up: not retried (a retry cannot succeed before the quota rolls).
+DAILY_QUOTA = "DailyQuotaExceeded"
 
 
 class Sink(Protocol):

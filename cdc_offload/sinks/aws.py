@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import botocore.config
 import botocore.exceptions
@@ -29,8 +31,39 @@ def client_config(settings: SinkSettings) -> botocore.config.Config:
     )
 
 
+_call = threading.local()
+
+
+class AttemptAfterDeadline(Exception):
+    """An attempt (a botocore retry, or a call that waited for a pool thread) that would start after
+    its round's deadline: not sent. The round already left the row to Moodle; a late send that AWS
+    accepts would be a duplicate."""
+
+
+def _refuse_late_attempt(**_: Any) -> None:
+    until = getattr(_call, "until", None)
+    if until is not None and time.monotonic() >= until:
+        raise AttemptAfterDeadline("deadline passed")
+
+
+def attempt_deadline() -> float:
+    """The monotonic time this call's round gives up (infinity outside a bounded round)."""
+    until = getattr(_call, "until", None)
+    return float("inf") if until is None else float(until)
+
+
+def guard_deadlines(client: Any) -> None:
+    """Check the round's deadline right before every HTTP attempt of `client`, retries included.
+    (botocore hands an exception raised here to its retry checker, which does not retry it.)"""
+    events = getattr(getattr(client, "meta", None), "events", None)
+    if events is not None:
+        events.register("before-send", _refuse_late_attempt)
+
+
 def error_code(error: Exception) -> str:
     """A short, content-free name for what went wrong (AWS's own code where there is one)."""
+    if isinstance(error, AttemptAfterDeadline):
+        return DEADLINE
     if isinstance(error, botocore.exceptions.ClientError):
         return str(error.response.get("Error", {}).get("Code") or "ClientError")
     if isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
@@ -53,7 +86,8 @@ class BoundedCalls:
         call: Callable[[T], list[Delivery]],
         ids_of: Callable[[T], list[int]],
     ) -> list[Delivery]:
-        futures = {self._pool.submit(call, unit): unit for unit in units}
+        until = time.monotonic() + self._deadline
+        futures = {self._pool.submit(self._within, until, call, unit): unit for unit in units}
         done, late = concurrent.futures.wait(futures, timeout=self._deadline)
         results: list[Delivery] = []
         for future in done:
@@ -69,6 +103,16 @@ class BoundedCalls:
             future.cancel()
             results.extend(Delivery(i, accepted=False, error_code=DEADLINE) for i in ids_of(futures[future]))
         return results
+
+    @staticmethod
+    def _within(until: float, call: Callable[[T], list[Delivery]], unit: T) -> list[Delivery]:
+        if time.monotonic() >= until:
+            raise AttemptAfterDeadline("deadline passed before a pool thread was free")
+        _call.until = until
+        try:
+            return call(unit)
+        finally:
+            _call.until = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

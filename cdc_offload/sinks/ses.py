@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.config
+import botocore.exceptions
 
 from cdc_offload.model import Delivery, Job
 from cdc_offload.settings import SinkSettings
-from cdc_offload.sinks import TOO_LARGE
-from cdc_offload.sinks.aws import BoundedCalls, client_config
+from cdc_offload.sinks import DAILY_QUOTA, TOO_LARGE, UNREACHABLE
+from cdc_offload.sinks.aws import BoundedCalls, attempt_deadline, client_config, guard_deadlines
 from cdc_offload.sinks.message import email_parts
 
 if TYPE_CHECKING:
@@ -20,15 +23,44 @@ if TYPE_CHECKING:
 
 # SES's limit for a whole message (after encoding); the base64 of our parts is ~4/3 of them.
 MAX_BYTES = 40 * 1024 * 1024 * 3 // 4
+# What SES answers when the account's send rate (or its daily quota: see `is_daily_quota`) is hit.
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"}
+)
+
+
+def is_daily_quota(code: str, message: str) -> bool:
+    """SES reports the 24-hour quota with a throttling code and the text "Daily message quota
+    exceeded": waiting seconds does not help, so it is never retried."""
+    return code in THROTTLING_CODES and "daily" in message.lower()
 
 
 class RateLimiter:
-    """A token bucket at `rate` sends per second, shared by the pool's threads."""
+    """A token bucket at `rate` sends per second, shared by the pool's threads. When SES throttles
+    anyway it halves the pace (`slow_down`) and creeps back up with every accepted send."""
 
     def __init__(self, rate: float) -> None:
+        self._ceiling = rate
+        self.rate = rate
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._next = time.monotonic()
         self._lock = threading.Lock()
+
+    def slow_down(self) -> None:
+        with self._lock:
+            current = self.rate if self.rate > 0 else 16.0
+            self.rate = max(0.5, current / 2)
+            self._interval = 1.0 / self.rate
+
+    def recover(self) -> None:
+        with self._lock:
+            if not self._interval or self.rate == self._ceiling:
+                return
+            self.rate = self.rate * 1.05 if self._ceiling <= 0 else min(self._ceiling, self.rate * 1.05)
+            if self._ceiling <= 0 and self.rate > 200:
+                self.rate, self._interval = 0.0, 0.0
+            else:
+                self._interval = 1.0 / self.rate
 
     def wait(self) -> None:
         if not self._interval:
@@ -56,12 +88,25 @@ class SesSink:
         assert settings.ses_from is not None
         self._sender = settings.ses_from
         self._configuration_set = settings.ses_configuration_set
-        self._client: SESV2Client = client or boto3.client("sesv2", config=client_config(settings))
+        self._client: SESV2Client = client or boto3.client("sesv2", config=self.client_config(settings))
+        guard_deadlines(self._client)
         rate = account_send_rate(self._client)
         self._limiter = RateLimiter(rate)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
         # At the account's send rate, half the deadline's worth of messages per round.
         self.round_limit = max(1, int(rate * settings.deadline / 2)) if rate > 0 else settings.concurrency * 8
+
+    @staticmethod
+    def client_config(settings: SinkSettings) -> botocore.config.Config:
+        # No botocore retries here: it would retry a daily-quota answer too (same codes). `_send`
+        # retries what is worth it, inside the round's deadline.
+        no_retries = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+        return client_config(settings).merge(no_retries)
+
+    @property
+    def rate(self) -> float:
+        """The pace now, in sends per second (0: not limited)."""
+        return self._limiter.rate
 
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         refused: list[Delivery] = []
@@ -91,9 +136,29 @@ class SesSink:
         }
         if self._configuration_set:
             request["ConfigurationSetName"] = self._configuration_set
-        self._limiter.wait()
-        response = self._client.send_email(**request)
-        return [Delivery(job.outbox.id, accepted=True, message_id=response.get("MessageId"))]
+        attempt = 0
+        while True:
+            self._limiter.wait()
+            try:
+                response = self._client.send_email(**request)
+            except botocore.exceptions.ClientError as error:
+                details = error.response.get("Error", {})
+                code, message = str(details.get("Code") or ""), str(details.get("Message") or "")
+                if is_daily_quota(code, message):
+                    return [Delivery(job.outbox.id, accepted=False, error_code=DAILY_QUOTA)]
+                if code not in THROTTLING_CODES:
+                    raise
+                self._limiter.slow_down()
+            except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
+                code = UNREACHABLE  # nothing reached SES: safe to try again
+            else:
+                self._limiter.recover()
+                return [Delivery(job.outbox.id, accepted=True, message_id=response.get("MessageId"))]
+            attempt += 1
+            pause = random.uniform(0, min(2.0, 0.1 * 2**attempt))  # noqa: S311 - jitter, not crypto
+            if time.monotonic() + pause >= attempt_deadline():
+                return [Delivery(job.outbox.id, accepted=False, error_code=code)]
+            time.sleep(pause)  # backing off a throttled or unreachable SES, within the deadline
 
     def close(self) -> None:
         self._calls.close()

@@ -10,7 +10,7 @@ import boto3
 from cdc_offload.model import Delivery, Job
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import TOO_LARGE
-from cdc_offload.sinks.aws import BoundedCalls, client_config
+from cdc_offload.sinks.aws import BoundedCalls, client_config, guard_deadlines
 from cdc_offload.sinks.message import sqs_document
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class SqsSink:
         self._queue_url = settings.queue_url
         self._fifo = settings.queue_url.endswith(".fifo")
         self._client: SQSClient = client or boto3.client("sqs", config=client_config(settings))
+        guard_deadlines(self._client)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
         # Ten entries a call, `concurrency` calls at once, several waves fit in a deadline.
         self.round_limit = MAX_ENTRIES * settings.concurrency * 4

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import urllib.error
 import urllib.request
 from typing import Any
@@ -212,8 +214,26 @@ def test_check_names_statement_binlog_and_run_refuses(sqs_queue: str) -> None:
         assert "FAIL  binlog_format ROW: binlog_format is STATEMENT, not ROW" in result.output
         assert "fix: SET GLOBAL binlog_format = 'ROW'" in result.output
         assert "ok    binlog on" in result.output
-        refused = CliRunner().invoke(main, ["run", "--metrics-port", str(free_port())], env=env)
-        assert refused.exit_code == 1 and "refusing to start" in refused.output
+        port = free_port()
+        process = subprocess.Popen(
+            ["cdc-offload", "run", "--metrics-port", str(port), "--fail-closed-linger", "20"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # While it lingers, the refusal is visible to Prometheus, and it is not ready.
+            wait_for(lambda: _fail_closed_reported(port), 20, "cdc_offload_fail_closed 1 on /metrics")
+            assert get(port, "/readyz")[0] == 503
+        finally:
+            process.terminate()
+            out, _ = process.communicate(timeout=30)
+        assert process.returncode == 1
+        lines = [orjson.loads(line) for line in out.splitlines()]
+        failed = [line for line in lines if line["event"] == "preflight_failed"]
+        assert [line["check"] for line in failed] == ["binlog_format ROW"]
+        assert "binlog_format = 'ROW'" in failed[0]["fix"]
+        assert any(line["event"] == "refusing_to_start" for line in lines)
     finally:
         server.remove()
 
@@ -237,3 +257,10 @@ def test_init_is_idempotent_and_ledger_answers_per_user(moodle: MoodleDatabase, 
     assert row["message_id"] and row["handled_at"].endswith("Z")
     nothing = CliRunner().invoke(main, ["ledger", "--user", "999999", "--json"], env=env)
     assert orjson.loads(nothing.output) == []
+
+
+def _fail_closed_reported(port: int) -> bool:
+    try:
+        return sample(get(port, "/metrics")[1].decode(), "cdc_offload_fail_closed") == 1
+    except OSError:
+        return False

@@ -126,6 +126,24 @@ tuning_options = _compose(
     option("--max-batch", type=int, default=500, show_default=True, help="Most jobs per dispatch and commit."),
     option("--heartbeat", type=float, default=1.0, show_default=True, help="Binlog heartbeat interval, seconds."),
     option("--read-timeout", type=float, default=10.0, show_default=True, help="Binlog socket read timeout."),
+    option(
+        "--resume",
+        type=click.Choice(["position", "gtid"]),
+        default="position",
+        show_default=True,
+        help="Resume by binlog file/offset, or by GTID (follows a replica promotion).",
+    ),
+    option(
+        "--lock-lease",
+        type=float,
+        help="Seconds a frozen leader keeps the consumer lock before a standby may take over "
+        "(default: 30, or three AWS deadlines if longer).",
+    ),
+    option("--standby-poll", type=float, default=1.0, show_default=True, help="How often a standby tries the lock."),
+    option(
+        "--breaker-failures", type=int, default=5, show_default=True, help="Failed AWS rounds in a row that open it."
+    ),
+    option("--breaker-cooldown", type=float, default=30.0, show_default=True, help="Seconds the breaker stays open."),
 )
 pipeline_options = _compose(sink_options, _sender_option("--from", "--ses-from"), tuning_options)
 replay_pipeline_options = _compose(sink_options, _sender_option("--ses-from"), tuning_options)
@@ -190,6 +208,8 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             ses_configuration_set=params.get("configuration_set"),
             deadline=params.get("aws_deadline", 10.0),
             concurrency=params.get("aws_concurrency", 16),
+            breaker_failures=params.get("breaker_failures", 5),
+            breaker_cooldown=params.get("breaker_cooldown", 30.0),
         )
         if sink.concurrency < 1:
             raise SettingsError("--aws-concurrency", "must be at least 1")
@@ -215,6 +235,9 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             heartbeat=params.get("heartbeat", 1.0),
             read_timeout=params.get("read_timeout", 10.0),
             max_batch=params.get("max_batch", 500),
+            resume=params.get("resume", "position"),
+            lock_lease=params.get("lock_lease"),
+            standby_poll=params.get("standby_poll", 1.0),
             metrics_port=params.get("metrics_port"),
             metrics_host=params.get("metrics_host", "0.0.0.0"),
         )
@@ -439,7 +462,7 @@ def position_set(**params: Any) -> None:
     """Set the position to FILE:OFFSET, --gtid G, or --now. Rows skipped over are Moodle's."""
     from cdc_offload.model import Checkpoint, Position
     from cdc_offload.operations import OperationRefused, set_position
-    from cdc_offload.source import current_end
+    from cdc_offload.server import current_end
 
     chosen = [bool(params.get("file_offset")), bool(params.get("gtid")), bool(params.get("now"))]
     if sum(chosen) != 1:

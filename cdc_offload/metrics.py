@@ -63,6 +63,7 @@ KNOWN_AWS_ERRORS = (
     "InternalError",
     "ServiceUnavailable",
     "AccessDenied",
+    "DailyQuotaExceeded",
 )
 _BINLOG_INDEX = re.compile(r"\.(\d+)$")
 
@@ -136,6 +137,11 @@ class Metrics:
         )
         self.reader_restarts = Counter(
             "cdc_offload_reader_restarts_total", "Binlog reader rebuilds from the committed checkpoint.", registry=r
+        )
+        self.leadership_lost = Counter(
+            "cdc_offload_leadership_lost_total",
+            "Times this instance found it no longer held the consumer lock (and stood down).",
+            registry=r,
         )
         self.writer_failures = Counter(
             "cdc_offload_writer_failures_total",

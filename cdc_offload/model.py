@@ -99,6 +99,9 @@ class Undecodable:
     start: Checkpoint
     event_time: int
     problem: str
+    # Known when the row's id and user decoded: the ledger then records why it was left to Moodle.
+    outbox_id: int | None = None
+    userid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Position
 from cdc_offload.pipeline import RunOptions, Session, Tally
 from cdc_offload.runtime import make_sink
+from cdc_offload.server import connection_kwargs
 from cdc_offload.settings import Settings
-from cdc_offload.source import BinlogSource, connection_kwargs
+from cdc_offload.source import open_source
 from cdc_offload.store import Store
 
 
@@ -115,7 +116,7 @@ def replay(
             dispatcher,
             metrics,
             Health(stall_after=3600),
-            BinlogSource(settings, start, blocking=False, end=span.end),
+            open_source(settings, start, blocking=False, end=span.end),
             start,
             options,
             tally,

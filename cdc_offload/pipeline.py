@@ -44,7 +44,7 @@ from cdc_offload.model import (
 from cdc_offload.policy import decide
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, TOO_LARGE, UNREACHABLE
-from cdc_offload.store import Store, StoreError
+from cdc_offload.store import LeadershipLost, Store, StoreError
 
 CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
 PAUSE_ENV = "CDC_OFFLOAD_PAUSE_AT"
@@ -212,6 +212,9 @@ class Session:
         self._queue: queue.Queue[list[SourceItem] | _ReaderEnded] = queue.Queue(maxsize=64)
         self._reader = _Reader(source, self._queue, health)
         self._ready: dict[int, Job] = {}
+        # Outbox rows that could not be decoded (left to Moodle), recorded with the next commit.
+        self._unusable: dict[int, Resolution] = {}
+        self._unusable_starts: dict[int, Checkpoint] = {}
         self._start = start
         self._last_commit = start
         self._committed = start
@@ -249,7 +252,8 @@ class Session:
             if stop.is_set():
                 break
             self._expire(self._correlator.advance(0.0))
-            if self._ready and (self._queue.empty() or len(self._ready) >= self._settings.max_batch):
+            pending = self._ready or self._unusable
+            if pending and (self._queue.empty() or len(self._ready) >= self._settings.max_batch):
                 self._flush()
             elif time.monotonic() - self._committed_at >= self._settings.checkpoint_interval:
                 self._commit_checkpoint()
@@ -286,6 +290,16 @@ class Session:
             elif isinstance(item, Undecodable):
                 table = "user" if item.table == self._settings.tables.user_table else "outbox"
                 self._metrics.undecodable.labels(table).inc()
+                if item.outbox_id is not None:
+                    self._unusable[item.outbox_id] = Resolution(
+                        item.outbox_id,
+                        item.userid or 0,
+                        Status.SKIPPED,
+                        Reason.UNDECODABLE,
+                        item.start.position,
+                        item.event_time,
+                    )
+                    self._unusable_starts[item.outbox_id] = item.start
                 logs.warning(
                     "row_undecodable", table=item.table, position=str(item.start.position), problem=item.problem
                 )
@@ -299,19 +313,22 @@ class Session:
         # In rounds no larger than AWS can take within one deadline (SES is rate-limited), so a
         # 5,000-user transaction is not one round whose tail misses the deadline.
         size = max(1, min(self._settings.max_batch, self._dispatcher.round_limit))
-        while self._ready:
+        while self._ready or self._unusable:
             round_ids = list(itertools.islice(self._ready, size))
             self._flush_round([self._ready.pop(outbox_id) for outbox_id in round_ids])
 
     def _flush_round(self, jobs: list[Job]) -> None:
-        done = self._store.handled([job.outbox.id for job in jobs])
+        unusable = list(self._unusable.values())
+        self._unusable.clear()
+        self._unusable_starts.clear()
+        done = self._store.handled([job.outbox.id for job in jobs] + [r.outbox_id for r in unusable])
         if done:
             self._tally.already_done += len(done)
             logs.debug("already_handled", count=len(done))
             jobs = [job for job in jobs if job.outbox.id not in done]
         now = self._clock()
         max_age = float("inf") if self._options.ignore_age else self._settings.max_event_age
-        resolutions: list[Resolution] = []
+        resolutions: list[Resolution] = [r for r in unusable if r.outbox_id not in done]
         to_send: list[Job] = []
         for job in jobs:
             decision = decide(job, now, max_age, self._settings.templates)
@@ -398,6 +415,7 @@ class Session:
         if oldest_waiting is not None:
             candidates.append(oldest_waiting)
         candidates.extend(job.start for job in self._ready.values())
+        candidates.extend(self._unusable_starts.values())
         return min(candidates, key=lambda c: c.position)
 
     def _commit(self, resolutions: list[Resolution]) -> list[Resolution]:
@@ -480,9 +498,12 @@ class Pipeline:
                 if isinstance(error, PositionLost):
                     self._metrics.fail_closed.set(1)
                     raise FailClosed(str(error)) from None
-                self._metrics.writer_failures.inc() if isinstance(
-                    error, StoreError
-                ) else self._metrics.reader_restarts.inc()
+                if isinstance(error, LeadershipLost):
+                    self._metrics.leadership_lost.inc()
+                elif isinstance(error, StoreError):
+                    self._metrics.writer_failures.inc()
+                else:
+                    self._metrics.reader_restarts.inc()
                 logs.warning("recovering", error=str(error), kind=type(error).__name__)
                 self._health.writer_connected = self._store.connected
                 stop.wait(backoff.next())

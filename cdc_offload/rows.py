@@ -51,7 +51,30 @@ def user_from_values(values: Mapping[str, object]) -> UserRow:
     )
 
 
+class UnusableOutboxRow(ValueError):
+    """An outbox row we cannot use, with its id and user when those two at least decoded, so the
+    ledger can say why the row was left to Moodle."""
+
+    def __init__(self, problem: str, outbox_id: int | None, userid: int | None) -> None:
+        super().__init__(problem)
+        self.outbox_id = outbox_id
+        self.userid = userid
+
+
 def outbox_from_values(values: Mapping[str, object], tables: TableNames) -> OutboxRow:
+    try:
+        return _outbox_row(values, tables)
+    except ValueError as error:
+        raise UnusableOutboxRow(
+            str(error), _plain_int(values.get(tables.column("id"))), _plain_int(values.get(tables.column("userid")))
+        ) from None
+
+
+def _plain_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _outbox_row(values: Mapping[str, object], tables: TableNames) -> OutboxRow:
     def get(logical: str) -> object:
         return _require(values, tables.column(logical))
 

@@ -13,10 +13,11 @@ from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint
-from cdc_offload.pipeline import Pipeline, RunOptions
+from cdc_offload.pipeline import Pipeline, RunOptions, Source
+from cdc_offload.server import current_end
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
-from cdc_offload.source import BinlogSource, current_end
+from cdc_offload.source import open_source
 from cdc_offload.store import Store, ledger_query
 
 EXIT_OK = 0
@@ -41,8 +42,8 @@ def make_sink(settings: Settings) -> Sink:
     return SqsSink(settings.sink)
 
 
-def source_factory(settings: Settings, start: Checkpoint) -> BinlogSource:
-    return BinlogSource(settings, start)
+def source_factory(settings: Settings, start: Checkpoint) -> Source:
+    return open_source(settings, start)
 
 
 @dataclass

@@ -78,7 +78,10 @@ def open_dump(
     blocking: bool,
     heartbeat: float | None,
     read_timeout: float,
+    mariadb_gtid: str | None = None,
 ) -> DumpConnection:
+    """A dump from file/offset, or (MariaDB) from the GTID state `mariadb_gtid`: the server then
+    starts right after it, in whichever file holds it, and says which in its first ROTATE."""
     # Through cdc_offload.tls like every other connection: the DSN's TLS settings, verified.
     connection = tls.connect(dsn, connection_kwargs(dsn, read_timeout))
     try:
@@ -94,7 +97,13 @@ def open_dump(
                 cursor.execute("SET @master_heartbeat_period = %s", (int(period * 1_000_000_000),))
             # Capability 4 (GTID aware): MariaDB sends its GTID events instead of dummies.
             cursor.execute("SET @mariadb_slave_capability = 4")
-        name = file.encode()
+            if mariadb_gtid is not None:
+                cursor.execute("SET @slave_connect_state = %s", (mariadb_gtid,))
+                cursor.execute("SET @slave_gtid_strict_mode = 1")
+                cursor.execute("SET @slave_gtid_ignore_duplicates = 0")
+        # With a GTID start the file name is empty and the offset unused (the GTID says where).
+        name = b"" if mariadb_gtid is not None else file.encode()
+        offset = 4 if mariadb_gtid is not None else offset
         flags = 0 if blocking else BINLOG_DUMP_NON_BLOCK
         payload = struct.pack("<BIHI", COM_BINLOG_DUMP, offset, flags, server_id) + name
         # PyMySQL is done with the connection from here on: the socket is ours to read.

@@ -27,7 +27,7 @@ from cdc_offload.binlog.gtid import GtidState
 from cdc_offload.binlog.protocol import DumpConnection, ServerError, open_dump, parse_error
 from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.binlog.tables import CACHE_LIMIT, Decoder, Watched
-from cdc_offload.errors import PositionLost, SourceError
+from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
     Checkpoint,
@@ -38,6 +38,15 @@ from cdc_offload.model import (
     SourceItem,
     Undecodable,
 )
+from cdc_offload.server import (
+    COMPRESSED,
+    ER_MASTER_FATAL_ERROR_READING_BINLOG,
+    ER_SLAVE_SAME_ID,
+    SourceRefused,
+    cannot_resume,
+    same_id_refused,
+    server_facts,
+)
 from cdc_offload.settings import Settings
 
 Buffer = bytes | bytearray
@@ -47,14 +56,9 @@ _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from
 _MARIADB_GTID_BODY = struct.Struct("<QIB").unpack_from
 _TABLE_ID_MASK = (1 << 48) - 1
-_ER_MASTER_FATAL_READING_BINLOG = 1236
 _NO_NAMES = "the binlog has no column names for this table: set binlog_row_metadata=FULL on the source server"
 # How often, at most, event counts are reported (at a commit or heartbeat), as BinlogSource does.
 _COUNTS_EVERY = 0.25
-_COMPRESSED = (
-    "compressed binlog events are not supported: turn off log_bin_compress (MariaDB) / "
-    "binlog_transaction_compression (MySQL) on the source server"
-)
 
 
 class FastBinlogReader:
@@ -70,6 +74,7 @@ class FastBinlogReader:
         self._blocking = blocking
         self._watched = Watched(settings)
         self._dump: DumpConnection | None = None
+        self._server: str | None = None
 
     def close(self) -> None:
         dump, self._dump = self._dump, None
@@ -97,18 +102,19 @@ class FastBinlogReader:
             self.close()
 
     def _server_error(self, code: int, message: str) -> SourceError:
-        if code == _ER_MASTER_FATAL_READING_BINLOG:
-            return PositionLost(
-                f"the server cannot resume at {self._start.position} ({message}); "
-                "the binlog holding it was purged or this is another server. Rows since then are Moodle's to send; "
-                "pick a new start with `cdc-offload position set --now`"
-            )
+        if code == ER_MASTER_FATAL_ERROR_READING_BINLOG:
+            return cannot_resume(self._settings, self._start, message)
+        if code == ER_SLAVE_SAME_ID:
+            return same_id_refused(self._settings)
         if code in (2006, 2013):
             return SourceError("the binlog connection was lost")
         return SourceError(f"binlog read failed: MySQL error {code}")
 
     def _items(self) -> Iterator[SourceItem]:
         settings = self._settings
+        facts = server_facts(settings, self._start)
+        by_gtid = settings.resume == "gtid" and bool(self._start.gtid) and facts.mariadb
+        self._server = str(facts.server_id)
         dump = self._dump = open_dump(
             settings.source,
             server_id=settings.server_id,
@@ -117,6 +123,7 @@ class FastBinlogReader:
             blocking=self._blocking,
             heartbeat=settings.heartbeat if self._blocking else None,
             read_timeout=settings.read_timeout,
+            mariadb_gtid=self._start.gtid if by_gtid else None,
         )
         stream = PacketStream(dump.sock)
         try:
@@ -141,6 +148,7 @@ class FastBinlogReader:
 
         log_file = self._start.position.file
         boundary = self._start
+        server = self._server
         gtids = GtidState(self._start.gtid)
         in_transaction = False
         tables: dict[int, Decoder] = {}  # table id -> decoder, watched tables of this file only
@@ -251,7 +259,7 @@ class FastBinlogReader:
                     events = writes = xids = queries = rotates = gtid_events = heartbeats = 0
                     reported_at = time.monotonic()
                 in_transaction = False
-                boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render())
+                boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render(), server)
                 yield Commit(boundary, u32(ev, p + 1)[0])
             elif kind == c.QUERY:
                 self._verify(crc, ev, p, e, log_file)
@@ -264,7 +272,7 @@ class FastBinlogReader:
                     in_transaction = True
                 elif query == "COMMIT" or not in_transaction:
                     in_transaction = False
-                    boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render())
+                    boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render(), server)
                     yield Commit(boundary, u32(ev, p + 1)[0])
             elif kind == c.ROTATE:
                 self._verify(crc, ev, p, e, log_file)
@@ -272,7 +280,7 @@ class FastBinlogReader:
                 log_file = ev[p + 28 : e - crc].decode()
                 tables.clear()
                 if not in_transaction:
-                    boundary = Checkpoint(Position(log_file, u64(ev, p + 20)[0]), gtids.render())
+                    boundary = Checkpoint(Position(log_file, u64(ev, p + 20)[0]), gtids.render(), server)
             elif kind == c.FORMAT_DESCRIPTION:
                 self._verify(crc, ev, p, e, log_file)
                 post_header, server_version = self._format_description(ev, p, e, crc)
@@ -295,7 +303,7 @@ class FastBinlogReader:
                 gtid_events += 1
             elif kind in c.MARIADB_COMPRESSED or kind == c.TRANSACTION_PAYLOAD:
                 # The library drops these silently (rows lost, boundaries missed): refuse instead.
-                raise SourceError(_COMPRESSED)
+                raise SourceRefused(f"a compressed binlog event (type {kind}) at {log_file}: " + COMPRESSED)
             else:
                 continue
             if end is not None and not in_transaction and boundary.position >= end:
@@ -361,7 +369,14 @@ class FastBinlogReader:
             try:
                 row = decoder.convert(values)
             except ValueError as error:
-                yield Undecodable(decoder.table, boundary, timestamp, str(error))
+                yield Undecodable(
+                    decoder.table,
+                    boundary,
+                    timestamp,
+                    str(error),
+                    getattr(error, "outbox_id", None),
+                    getattr(error, "userid", None),
+                )
                 continue
             yield ChangeEvent(row, boundary, timestamp)
 

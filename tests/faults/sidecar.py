@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,7 +19,6 @@ from typing import Any
 from cdc_offload.demo.stack import AWS_ENV, MoodleDatabase
 from cdc_offload.sandbox import free_port
 from cdc_offload.settings import Dsn
-from tests.faults.entry import OVERRIDES_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 Event = dict[str, Any]
@@ -78,8 +76,9 @@ def sidecar_env(
 
 @dataclass
 class SidecarProcess:
-    """One `cdc-offload run` process. `overrides` are Settings fields the CLI has no option for yet
-    (see tests/faults/entry.py); `crash_at` sets CDC_OFFLOAD_CRASH_AT, `pause_at` CDC_OFFLOAD_PAUSE_AT."""
+    """One `cdc-offload run` process. `overrides` are options given as their CDC_OFFLOAD_* variables
+    (`{"sink": {...}}` for the breaker's); `crash_at` sets CDC_OFFLOAD_CRASH_AT, `pause_at`
+    CDC_OFFLOAD_PAUSE_AT."""
 
     env: dict[str, str]
     name: str = "sidecar"
@@ -103,11 +102,13 @@ class SidecarProcess:
             env["CDC_OFFLOAD_CRASH_AT"] = self.crash_at
         if self.pause_at:
             env["CDC_OFFLOAD_PAUSE_AT"] = self.pause_at
-        if self.overrides:
-            env[OVERRIDES_ENV] = json.dumps(self.overrides)
-            command = [sys.executable, "-m", "tests.faults.entry"]
-        else:
-            command = [shutil.which("cdc-offload") or "cdc-offload"]
+        for name, value in self.overrides.items():
+            if name == "sink":
+                for sink_name, sink_value in value.items():
+                    env["CDC_OFFLOAD_" + sink_name.upper()] = str(sink_value)
+            else:
+                env["CDC_OFFLOAD_" + name.upper()] = str(value)
+        command = [shutil.which("cdc-offload") or "cdc-offload"]
         self.events = []
         self.stderr_lines = []
         self.started_at = time.monotonic()

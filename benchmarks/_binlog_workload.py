@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pymysql
 from pymysql.constants import CLIENT
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "tests" / "moodle_schema.sql"
+from cdc_offload.demo.moodle import REFERENCE_DDL
+
+SCHEMA_FILE = REFERENCE_DDL
 
 EXTRA_TABLES = """
 CREATE TABLE mdl_logstore_standard_log (

@@ -40,12 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _binlog_workload import create_schema as create_busy_schema
 from _binlog_workload import write_busy
 from aws_standin import AwsStandIn
+from bench_reader import Variant, run_library_default, run_library_filtered, run_mariadb_binlog
 
 from cdc_offload.demo.moodle import create_schema, create_user_iomad, create_users_bulk, make_users
 from cdc_offload.demo.stack import AWS_ENV
-from cdc_offload.sandbox import MariaDBSandbox, free_port
+from cdc_offload.model import Position
+from cdc_offload.sandbox import MariaDBSandbox, find_executable, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Every sidecar started, so an aborted run leaves no process behind.
+RUNNING: list[Sidecar] = []
 QUEUE = "/123456789012/credential-emails"
 
 
@@ -89,6 +93,7 @@ class Sidecar:
             stdout=subprocess.PIPE,
             text=True,
         )
+        RUNNING.append(self)
         threading.Thread(target=self._read_logs, daemon=True).start()
         wait(lambda: self._status("/readyz") == 200, 60, "the sidecar to lead")
         return self
@@ -112,6 +117,12 @@ class Sidecar:
         """Wall time of the "leading" log line: when it began reading from its checkpoint."""
         line = wait(lambda: next((x for x in self.lines if x.get("event") == "leading"), None), 30, "leading")
         return dt.datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
+
+    def metric_sum(self, family: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        prefix = family if "{" in family else family + "{"
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     def peak_rss_mb(self) -> float:
         assert self.process is not None
@@ -236,20 +247,55 @@ def busy(server: MariaDBSandbox, standin: AwsStandIn, transactions: int) -> dict
         before = binlog_end(server)
         written = write_busy(server.port, database, transactions, login_storm=storm)
         after = binlog_end(server)
-        events = count_events(server, before, after)
         sidecar = Sidecar(server, database, standin).start()
         users = written.watched_rows // 2
         seconds = drain(server, sidecar, users, 600)
+        # The events the sidecar itself read (its own counter), not SHOW BINLOG EVENTS, which also
+        # lists annotate events a replica is never sent.
+        # Counts are reported in batches; a heartbeat after the backlog flushes the last one.
+        heartbeats = 'cdc_offload_binlog_events_total{type="heartbeat"'
+        wait(lambda reader=sidecar: reader.metric_sum(heartbeats) > 0, 30, "a heartbeat")
+        events = int(
+            sidecar.metric_sum("cdc_offload_binlog_events_total")
+            - sidecar.metric_sum('cdc_offload_binlog_events_total{type="heartbeat"')
+        )
+        rows = count_rows(server, before, after)
         results[name] = {
             "transactions": written.transactions,
             "events": events,
+            "rows": rows,
             "users": users,
             "seconds": seconds,
             "events_per_s": events / seconds,
+            "rows_per_s": rows / seconds,
             "rss_mb": sidecar.peak_rss_mb(),
         }
         sidecar.stop()
+        # Side by side, the same stretch of binlog: the library's plain iteration (default
+        # settings), its best configuration, and the C decoder.
+        variant = Variant(
+            name, database, Position(*before), Position(*after), binlog_files(server, before, after), 0, 0
+        )
+        for reader, runner in (
+            ("library_default", run_library_default),
+            ("library_only_tables_frozen", run_library_filtered),
+            ("mariadb_binlog_v", run_mariadb_binlog),
+        ):
+            started = time.perf_counter()
+            runner(server, variant)
+            elapsed = time.perf_counter() - started
+            results[name][f"{reader}_events_per_s"] = events / elapsed
+            results[name][f"pipeline_vs_{reader}"] = (events / seconds) / (events / elapsed)
     return results
+
+
+def binlog_files(server: MariaDBSandbox, start: tuple[str, int], end: tuple[str, int]) -> list[Path]:
+    connection = connect(server)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW BINARY LOGS")
+        names = [str(r[0]) for r in cursor.fetchall() if start[0] <= str(r[0]) <= end[0]]
+    connection.close()
+    return [server.datadir / name for name in names]
 
 
 def binlog_end(server: MariaDBSandbox) -> tuple[str, int]:
@@ -261,20 +307,16 @@ def binlog_end(server: MariaDBSandbox) -> tuple[str, int]:
     return str(name), int(offset)
 
 
-def count_events(server: MariaDBSandbox, start: tuple[str, int], end: tuple[str, int]) -> int:
-    connection = connect(server)
-    total = 0
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW BINARY LOGS")
-        files = [str(r[0]) for r in cursor.fetchall() if start[0] <= str(r[0]) <= end[0]]
-        for name in files:
-            cursor.execute(f"SHOW BINLOG EVENTS IN '{name}'")
-            for row in cursor.fetchall():
-                position = int(row[1])
-                if (name, position) >= start and (name, position) < end:
-                    total += 1
-    connection.close()
-    return total
+def count_rows(server: MariaDBSandbox, start: tuple[str, int], end: tuple[str, int]) -> int:
+    """Rows in the stretch, all tables: what `mariadb-binlog -v` decodes (one `### INSERT|UPDATE|DELETE` each)."""
+    command = [
+        find_executable("mariadb-binlog", "mysqlbinlog"),
+        "-v",
+        f"--start-position={start[1]}",
+        *map(str, binlog_files(server, start, end)),
+    ]
+    output = subprocess.run(command, capture_output=True, check=True).stdout
+    return sum(output.count(marker) for marker in (b"\n### INSERT", b"\n### UPDATE", b"\n### DELETE"))
 
 
 def scaling(server: MariaDBSandbox, standin: AwsStandIn, sizes: list[int]) -> dict[str, Any]:
@@ -335,7 +377,7 @@ def memory(server: MariaDBSandbox, standin: AwsStandIn, big_rows: int, big_users
     idle = sidecar.peak_rss_mb()
     connection = connect(server, database)
     with connection.cursor() as cursor:
-        cursor.execute("SET SESSION cte_max_recursion_depth = 1000000")
+        cursor.execute("SET SESSION max_recursive_iterations = 1000000")  # MariaDB's recursion cap
         cursor.execute(
             "INSERT INTO mdl_logstore_standard_log (eventname, component, action, userid, other, timecreated) "
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s) "
@@ -368,29 +410,37 @@ def main() -> None:
     server = MariaDBSandbox(extra_options=("--max-binlog-size=1G",))
     server.start()
     report: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count(), "aws_latency_ms": 50}
+    scenarios = {
+        "seed": lambda: seed(server, standin, 200 if args.quick else 2000),
+        "busy": lambda: busy(server, standin, 2000 if args.quick else 20_000),
+        "scaling": lambda: scaling(server, standin, [100, 1000] if args.quick else [100, 1000, 5000, 20_000]),
+        "latency": lambda: latency(server, standin, 20, 5 if args.quick else 30),
+        "memory": lambda: memory(server, standin, 20_000 if args.quick else 200_000, 500 if args.quick else 5000),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    output = RESULTS / ("pipeline-quick.json" if args.quick else "pipeline.json")
     try:
-        if "seed" in chosen:
-            report["seed"] = seed(server, standin, 200 if args.quick else 2000)
-        if "busy" in chosen:
-            report["busy"] = busy(server, standin, 2000 if args.quick else 20_000)
-        if "scaling" in chosen:
-            report["scaling"] = scaling(server, standin, [100, 1000] if args.quick else [100, 1000, 5000, 20_000])
-        if "latency" in chosen:
-            report["latency"] = latency(server, standin, 20, 5 if args.quick else 30)
-        if "memory" in chosen:
-            report["memory"] = memory(server, standin, 20_000 if args.quick else 200_000, 500 if args.quick else 5000)
+        for name, scenario in scenarios.items():
+            if name in chosen:
+                report[name] = scenario()
+                # Written after every scenario, so a later failure keeps what was measured.
+                output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+                print_table({name: report[name]}, flush=True)
     finally:
+        for sidecar in RUNNING:
+            sidecar.stop()
         server.remove()
         standin.stop()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("pipeline-quick.json" if args.quick else "pipeline.json")).write_bytes(
-        orjson.dumps(report, option=orjson.OPT_INDENT_2)
-    )
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-    print_table(report)
 
 
-def print_table(report: dict[str, Any]) -> None:
+def print_table(report: dict[str, Any], flush: bool = False) -> None:
+    _print_table(report)
+    if flush:
+        sys.stdout.flush()
+
+
+def _print_table(report: dict[str, Any]) -> None:
     if "seed" in report:
         s = report["seed"]
         print(f"\nseed: {s['users']} users; original plugin's way: {s['baseline_seconds']:.1f} s")
@@ -401,6 +451,11 @@ def print_table(report: dict[str, Any]) -> None:
         print("\nbusy binlog through the whole pipeline:")
         for name, r in report["busy"].items():
             print(f"  {name:<12} {r['events']:>8} events {r['seconds']:6.2f} s {r['events_per_s']:>10,.0f} events/s")
+            for reader in ("library_default", "library_only_tables_frozen", "mariadb_binlog_v"):
+                print(
+                    f"      {reader:<28} {r[f'{reader}_events_per_s']:>10,.0f} events/s"
+                    f"   pipeline is {r[f'pipeline_vs_{reader}']:.1f}x"
+                )
     if "scaling" in report:
         print("\nscaling:")
         for users, r in report["scaling"].items():

@@ -187,6 +187,8 @@ class _Reader(threading.Thread):
 class Session:
     """One pass over the binlog from a committed checkpoint, as the active consumer."""
 
+    HOLD_SECONDS = 0.1
+
     def __init__(
         self,
         settings: Settings,
@@ -233,10 +235,13 @@ class Session:
 
     def _loop(self, stop: threading.Event) -> None:
         ended: _ReaderEnded | None = None
+        round_size = max(1, min(self._settings.max_batch, self._dispatcher.round_limit))
+        ready_since = 0.0
         while ended is None:
             self._health.loop_ticked()
             try:
-                got = self._queue.get(timeout=0.2)
+                # Short waits while jobs are held for a fuller round (see below).
+                got = self._queue.get(timeout=0.01 if self._ready else 0.2)
             except queue.Empty:
                 got = None
             while isinstance(got, list):
@@ -252,8 +257,9 @@ class Session:
             if stop.is_set():
                 break
             self._expire(self._correlator.advance(0.0))
-            pending = self._ready or self._unusable
-            if pending and (self._queue.empty() or len(self._ready) >= self._settings.max_batch):
+            if not self._ready:
+                ready_since = time.monotonic()
+            if self._should_flush(round_size, time.monotonic() - ready_since):
                 self._flush()
             elif time.monotonic() - self._committed_at >= self._settings.checkpoint_interval:
                 self._commit_checkpoint()
@@ -266,6 +272,22 @@ class Session:
         self._commit_checkpoint()
         if ended is not None and ended.error is not None:
             raise ended.error
+
+    def _should_flush(self, round_size: int, held: float) -> bool:
+        """Send now, or hold the ready jobs a moment for a fuller round?
+
+        Caught up (a trickle), a job goes out as soon as the reader has nothing more: latency is
+        what matters. Catching up on a backlog (the last event is over a second old), a round of a
+        few jobs would cost a whole AWS round trip each; they are held until a round is full or
+        for at most HOLD_SECONDS, well inside the freshness limit."""
+        if not (self._ready or self._unusable):
+            return False
+        if len(self._ready) >= round_size:
+            return True
+        if not self._queue.empty():
+            return False
+        behind = self._last_event_time is not None and self._clock() - self._last_event_time > 1.0
+        return not behind or held >= self.HOLD_SECONDS
 
     # -- items ------------------------------------------------------------------------------
     def _take(self, items: list[SourceItem]) -> None:

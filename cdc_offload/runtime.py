@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from cdc_offload.sinks import Sink
 from cdc_offload.source import open_source
 from cdc_offload.store import Store, ledger_query
 
+SWITCH_INTERVAL = 0.0005
 EXIT_OK = 0
 EXIT_PREFLIGHT = 1
 EXIT_FAIL_CLOSED = 3
@@ -92,6 +94,10 @@ def run_forever(
     """Serve HTTP, check the servers, run until `stop`. When it cannot go on safely it says so
     on /metrics (`cdc_offload_fail_closed` 1) for `linger` seconds, so an alert can fire before
     the non-zero exit; Moodle sends everything meanwhile."""
+    # The binlog reader is a CPU-bound thread; the AWS calls are I/O threads that need the GIL for
+    # a moment when each answer arrives. At the default 5 ms switch interval those moments queue
+    # up behind the reader and a round of 50 calls took ~4x its network time (measured).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     runtime = build(settings)
     if runtime.server is not None:
         runtime.server.start()

@@ -8,6 +8,7 @@ instance that lost leadership (paused, partitioned) cannot commit anything.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -336,18 +337,24 @@ class Store:
         if not accepted:
             return list(resolutions)
         # Exact id AND user AND still unsent: never `WHERE userid = X` alone (a user can have other
-        # queued mail), never a row Moodle's cron already sent.
-        guard = " OR ".join([f"(`{self._col_id}` = %s AND `{self._col_userid}` = %s)"] * len(accepted))
-        params: list[Any] = [v for r in accepted for v in (r.outbox_id, r.userid)]
-        where = f"`{self._col_sent}` IS NULL AND ({guard})"
-        cursor.execute(f"SELECT `{self._col_id}` FROM {self._outbox} WHERE {where} FOR UPDATE", params)
-        present = {int(row[0]) for row in cursor.fetchall()}
+        # queued mail), never a row Moodle's cron already sent. The rows are locked and their user
+        # checked first, then exactly those ids are suppressed, still guarded by `sent IS NULL`:
+        # an IN list on the primary key, where one OR-ed condition per row took ~0.15 ms each.
+        expected = {r.outbox_id: r.userid for r in accepted}
+        ids = f"`{self._col_id}` IN ({_placeholders(len(expected))})"
+        cursor.execute(
+            f"SELECT `{self._col_id}`, `{self._col_userid}` FROM {self._outbox} "
+            f"WHERE {ids} AND `{self._col_sent}` IS NULL FOR UPDATE",
+            list(expected),
+        )
+        present = {int(row[0]) for row in cursor.fetchall() if expected.get(int(row[0])) == int(row[1])}
         if present:
+            guarded = f"`{self._col_id}` IN ({_placeholders(len(present))}) AND `{self._col_sent}` IS NULL"
             if self._settings.suppress == "delete":
-                cursor.execute(f"DELETE FROM {self._outbox} WHERE {where}", params)
+                cursor.execute(f"DELETE FROM {self._outbox} WHERE {guarded}", list(present))
             else:
                 cursor.execute(
-                    f"UPDATE {self._outbox} SET `{self._col_sent}` = %s WHERE {where}", [int(time.time()), *params]
+                    f"UPDATE {self._outbox} SET `{self._col_sent}` = %s WHERE {guarded}", [int(time.time()), *present]
                 )
         return [
             replace(r, status=Status.RACED, reason=Reason.SENT_BY_MOODLE)
@@ -357,6 +364,7 @@ class Store:
         ]
 
     def _record(self, cursor: pymysql.cursors.Cursor, resolutions: Iterable[Resolution]) -> None:
+        handled_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         rows = [
             (
                 r.outbox_id,
@@ -368,17 +376,19 @@ class Store:
                 r.attempts,
                 r.position.file,
                 r.position.offset,
-                r.event_time,
+                dt.datetime.fromtimestamp(r.event_time, dt.UTC).replace(tzinfo=None),
+                handled_at,
             )
             for r in resolutions
         ]
         if not rows:
             return
-        # First word wins: a replay never rewrites what was recorded.
+        # First word wins: a replay never rewrites what was recorded. Plain %s values only, so
+        # PyMySQL sends one multi-row INSERT (with SQL functions in VALUES it sent one per row).
         cursor.executemany(
             f"INSERT INTO `{self._schema}`.`ledger` (outbox_id, userid, status, reason, sink, message_id, attempts, "
             "binlog_file, binlog_offset, event_time, handled_at) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, FROM_UNIXTIME(%s), UTC_TIMESTAMP(6)) "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON DUPLICATE KEY UPDATE outbox_id = outbox_id",
             rows,
         )

@@ -12,12 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdc_offload.binlog import FastBinlogReader
+from cdc_offload.demo.moodle import REFERENCE_DDL
 from cdc_offload.errors import PositionLost, SourceError
 from cdc_offload.model import (
     ChangeEvent,
@@ -34,7 +34,7 @@ from cdc_offload.sandbox import MariaDBSandbox
 from cdc_offload.settings import Dsn, Settings, SinkSettings, TableNames
 from cdc_offload.source import BinlogSource
 
-SCHEMA = (Path(__file__).parent / "moodle_schema.sql").read_text()
+SCHEMA = REFERENCE_DDL.read_text()
 BIG_BODY = "<p>Your password is S3cret!</p>" + "é" * 1_000_000  # 2 MB of UTF-8
 HUGE_ROW = 17 * 1024 * 1024  # one unrelated event bigger than a 16 MiB packet
 

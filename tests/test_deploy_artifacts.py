@@ -37,6 +37,7 @@ import pytest
 import yaml
 
 from cdc_offload.cli import main as cli_main
+from cdc_offload.demo.moodle import REFERENCE_DDL
 from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
@@ -868,7 +869,7 @@ def test_compose_stack_is_complete_and_every_reference_resolves() -> None:
 
 def test_compose_schema_loader_has_the_real_moodle_ddl() -> None:
     loaded = (COMPOSE.parent / "compose" / "initdb" / "10-moodle-schema.sql").read_text()
-    reference = (REPO / "tests" / "moodle_schema.sql").read_text()
+    reference = REFERENCE_DDL.read_text()
 
     def tables(sql: str) -> dict[str, str]:
         return {

@@ -7,81 +7,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-USER_DDL = """CREATE TABLE IF NOT EXISTS {p}user (
-  id BIGINT(10) NOT NULL AUTO_INCREMENT,
-  auth VARCHAR(20) NOT NULL DEFAULT 'manual',
-  confirmed TINYINT(1) NOT NULL DEFAULT 0,
-  policyagreed TINYINT(1) NOT NULL DEFAULT 0,
-  deleted TINYINT(1) NOT NULL DEFAULT 0,
-  suspended TINYINT(1) NOT NULL DEFAULT 0,
-  mnethostid BIGINT(10) NOT NULL DEFAULT 0,
-  username VARCHAR(100) NOT NULL DEFAULT '',
-  password VARCHAR(255) NOT NULL DEFAULT '',
-  idnumber VARCHAR(255) NOT NULL DEFAULT '',
-  firstname VARCHAR(100) NOT NULL DEFAULT '',
-  lastname VARCHAR(100) NOT NULL DEFAULT '',
-  email VARCHAR(100) NOT NULL DEFAULT '',
-  emailstop TINYINT(1) NOT NULL DEFAULT 0,
-  phone1 VARCHAR(20) NOT NULL DEFAULT '',
-  phone2 VARCHAR(20) NOT NULL DEFAULT '',
-  institution VARCHAR(255) NOT NULL DEFAULT '',
-  department VARCHAR(255) NOT NULL DEFAULT '',
-  address VARCHAR(255) NOT NULL DEFAULT '',
-  city VARCHAR(120) NOT NULL DEFAULT '',
-  country VARCHAR(2) NOT NULL DEFAULT '',
-  lang VARCHAR(30) NOT NULL DEFAULT 'en',
-  calendartype VARCHAR(30) NOT NULL DEFAULT 'gregorian',
-  theme VARCHAR(50) NOT NULL DEFAULT '',
-  timezone VARCHAR(100) NOT NULL DEFAULT '99',
-  firstaccess BIGINT(10) NOT NULL DEFAULT 0,
-  lastaccess BIGINT(10) NOT NULL DEFAULT 0,
-  lastlogin BIGINT(10) NOT NULL DEFAULT 0,
-  currentlogin BIGINT(10) NOT NULL DEFAULT 0,
-  lastip VARCHAR(45) NOT NULL DEFAULT '',
-  secret VARCHAR(15) NOT NULL DEFAULT '',
-  picture BIGINT(10) NOT NULL DEFAULT 0,
-  description LONGTEXT NULL,
-  descriptionformat TINYINT(2) NOT NULL DEFAULT 1,
-  mailformat TINYINT(1) NOT NULL DEFAULT 1,
-  maildigest TINYINT(1) NOT NULL DEFAULT 0,
-  maildisplay TINYINT(2) NOT NULL DEFAULT 2,
-  autosubscribe TINYINT(1) NOT NULL DEFAULT 1,
-  trackforums TINYINT(1) NOT NULL DEFAULT 0,
-  timecreated BIGINT(10) NOT NULL DEFAULT 0,
-  timemodified BIGINT(10) NOT NULL DEFAULT 0,
-  trustbitmask BIGINT(10) NOT NULL DEFAULT 0,
-  imagealt VARCHAR(255) NULL,
-  lastnamephonetic VARCHAR(255) NULL,
-  firstnamephonetic VARCHAR(255) NULL,
-  middlename VARCHAR(255) NULL,
-  alternatename VARCHAR(255) NULL,
-  moodlenetprofile VARCHAR(255) NULL,
-  PRIMARY KEY (id),
-  UNIQUE KEY {p}user_mneuse_uix (mnethostid, username),
-  KEY {p}user_del_ix (deleted),
-  KEY {p}user_ema_ix (email)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=DYNAMIC"""
+# The reference DDL of the two watched tables (Moodle core's mdl_user, IOMAD 4.3's mdl_email).
+REFERENCE_DDL = Path(__file__).with_name("moodle_schema.sql")
 
-OUTBOX_DDL = """CREATE TABLE IF NOT EXISTS {p}email (
-  id BIGINT(10) NOT NULL AUTO_INCREMENT,
-  templatename VARCHAR(100) DEFAULT NULL,
-  modifiedtime BIGINT(20) NOT NULL,
-  sent BIGINT(20) DEFAULT NULL,
-  subject VARCHAR(255) NOT NULL DEFAULT '',
-  body LONGTEXT NOT NULL,
-  varsreplaced BIGINT(20) DEFAULT NULL,
-  companyid BIGINT(20) NOT NULL DEFAULT 0,
-  courseid BIGINT(20) DEFAULT NULL,
-  userid BIGINT(20) NOT NULL,
-  invoiceid BIGINT(20) DEFAULT NULL,
-  classroomid BIGINT(20) DEFAULT NULL,
-  senderid BIGINT(20) DEFAULT NULL,
-  headers LONGTEXT DEFAULT NULL,
-  due BIGINT(20) NOT NULL DEFAULT 0,
-  PRIMARY KEY (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=COMPRESSED"""
+
+def watched_table_ddl(prefix: str = "mdl_") -> list[str]:
+    """The two CREATE TABLE statements, for another table prefix if asked."""
+    lines = [line for line in REFERENCE_DDL.read_text().splitlines() if not line.lstrip().startswith("--")]
+    statements = [part.strip() for part in "\n".join(lines).split(";")]
+    ddl = [s[s.index("CREATE TABLE") :] for s in statements if "CREATE TABLE" in s]
+    return [d.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1).replace("mdl_", prefix) for d in ddl]
+
 
 NEIGHBOUR_DDL = (
     """CREATE TABLE IF NOT EXISTS {p}context (id BIGINT AUTO_INCREMENT PRIMARY KEY, contextlevel BIGINT NOT NULL,
@@ -107,7 +46,9 @@ SUBJECT = "A new on-line learning account has been created for you"
 
 
 def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
-    for ddl in (USER_DDL, OUTBOX_DDL, *NEIGHBOUR_DDL):
+    for ddl in watched_table_ddl(prefix):
+        cursor.execute(ddl)
+    for ddl in NEIGHBOUR_DDL:
         cursor.execute(ddl.format(p=prefix))
 
 
@@ -142,18 +83,42 @@ def make_users(count: int, *, start: int = 0, password: str = "Tmp#pass1&") -> l
     ]
 
 
+def _insert_user(c: Any, user: NewUser, prefix: str, now: int) -> int:
+    c.execute(
+        f"INSERT INTO {prefix}user (auth, confirmed, mnethostid, username, password, firstname, lastname, email, "
+        "suspended, timecreated, timemodified) VALUES ('manual', 1, 1, %s, '', %s, %s, %s, %s, %s, %s)",
+        (user.username, user.firstname, user.lastname, user.email, user.suspended, now, now),
+    )
+    return int(c.lastrowid)
+
+
+def _insert_outbox(c: Any, user: NewUser, userid: int, prefix: str, now: int, headers: str | None = None) -> int:
+    """The outbox row IOMAD queues: rendered HTML body with the password, due now (or later)."""
+    c.execute(
+        f"INSERT INTO {prefix}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, "
+        "courseid, userid, senderid, headers, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s, %s)",
+        (
+            user.template,
+            now,
+            user.sent,
+            SUBJECT,
+            credential_body(user.username, user.password, user.firstname),
+            user.companyid,
+            userid,
+            headers,
+            now + user.due_offset,
+        ),
+    )
+    return int(c.lastrowid)
+
+
 def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now: int | None = None) -> tuple[int, int]:
     """One user the way IOMAD's `company_user::create()` writes it: every statement its own
     autocommit transaction. Returns (user id, outbox id)."""
     now = int(time.time()) if now is None else now
     p = prefix
     with connection.cursor() as c:
-        c.execute(
-            f"INSERT INTO {p}user (auth, confirmed, mnethostid, username, password, firstname, lastname, email, "
-            "suspended, timecreated, timemodified) VALUES ('manual', 1, 1, %s, '', %s, %s, %s, %s, %s, %s)",
-            (user.username, user.firstname, user.lastname, user.email, user.suspended, now, now),
-        )
-        userid = int(c.lastrowid)
+        userid = _insert_user(c, user, p, now)
         c.execute(f"INSERT INTO {p}context (contextlevel, instanceid, depth) VALUES (30, %s, 2)", (userid,))
         c.execute(f"UPDATE {p}context SET path = CONCAT('/1/', id) WHERE id = LAST_INSERT_ID()")
         c.execute(f"INSERT INTO {p}local_report_user_logins (userid, created) VALUES (%s, %s)", (userid, now))
@@ -165,22 +130,7 @@ def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now:
             "VALUES ('userpreferenceschanged', %s, %s, '1', %s)",
             (str(userid), now, now + 7200),
         )
-        c.execute(
-            f"INSERT INTO {p}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, "
-            "courseid, userid, senderid, headers, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s, %s)",
-            (
-                user.template,
-                now,
-                user.sent,
-                SUBJECT,
-                credential_body(user.username, user.password, user.firstname),
-                user.companyid,
-                userid,
-                'a:1:{s:8:"template";s:11:"user_create";}',
-                now + user.due_offset,
-            ),
-        )
-        outbox_id = int(c.lastrowid)
+        outbox_id = _insert_outbox(c, user, userid, p, now, headers='a:1:{s:8:"template";s:11:"user_create";}')
         c.execute(
             f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'auth_forcepasswordchange', '1')",
             (userid,),
@@ -204,27 +154,8 @@ def create_users_bulk(
     try:
         with connection.cursor() as c:
             for user in users:
-                c.execute(
-                    f"INSERT INTO {prefix}user (auth, confirmed, mnethostid, username, firstname, lastname, email, "
-                    "suspended, timecreated, timemodified) VALUES ('manual', 1, 1, %s, %s, %s, %s, %s, %s, %s)",
-                    (user.username, user.firstname, user.lastname, user.email, user.suspended, now, now),
-                )
-                userid = int(c.lastrowid)
-                c.execute(
-                    f"INSERT INTO {prefix}email (templatename, modifiedtime, sent, subject, body, varsreplaced, "
-                    "companyid, courseid, userid, senderid, due) VALUES (%s, %s, %s, %s, %s, 1, %s, 1, %s, -20, %s)",
-                    (
-                        user.template,
-                        now,
-                        user.sent,
-                        SUBJECT,
-                        credential_body(user.username, user.password, user.firstname),
-                        user.companyid,
-                        userid,
-                        now + user.due_offset,
-                    ),
-                )
-                ids.append((userid, int(c.lastrowid)))
+                userid = _insert_user(c, user, prefix, now)
+                ids.append((userid, _insert_outbox(c, user, userid, prefix, now)))
         connection.commit()
     except BaseException:
         connection.rollback()

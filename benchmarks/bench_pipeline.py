@@ -50,6 +50,8 @@ from cdc_offload.sandbox import MariaDBSandbox, find_executable, free_port
 RESULTS = Path(__file__).resolve().parent / "results"
 # Every sidecar started, so an aborted run leaves no process behind.
 RUNNING: list[Sidecar] = []
+HEARTBEATS = 'cdc_offload_binlog_events_total{type="heartbeat"'
+
 QUEUE = "/123456789012/credential-emails"
 
 
@@ -253,12 +255,8 @@ def busy(server: MariaDBSandbox, standin: AwsStandIn, transactions: int) -> dict
         # The events the sidecar itself read (its own counter), not SHOW BINLOG EVENTS, which also
         # lists annotate events a replica is never sent.
         # Counts are reported in batches; a heartbeat after the backlog flushes the last one.
-        heartbeats = 'cdc_offload_binlog_events_total{type="heartbeat"'
-        wait(lambda reader=sidecar: reader.metric_sum(heartbeats) > 0, 30, "a heartbeat")
-        events = int(
-            sidecar.metric_sum("cdc_offload_binlog_events_total")
-            - sidecar.metric_sum('cdc_offload_binlog_events_total{type="heartbeat"')
-        )
+        wait(lambda reader=sidecar: reader.metric_sum(HEARTBEATS) > 0, 30, "a heartbeat")
+        events = int(sidecar.metric_sum("cdc_offload_binlog_events_total") - sidecar.metric_sum(HEARTBEATS))
         rows = count_rows(server, before, after)
         results[name] = {
             "transactions": written.transactions,

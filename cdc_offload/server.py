@@ -67,6 +67,13 @@ def server_facts(settings: Settings, start: Checkpoint) -> ServerFacts:
             "unique among all replicas of this server"
         )
     by_gtid = settings.resume == "gtid" and bool(start.gtid)
+    if not by_gtid and not start.position.file:
+        # `position set --gtid` saves no file: read by position, the dump would start at the
+        # server's oldest binlog file.
+        raise SourceRefused(
+            "the checkpoint holds only a GTID (from `position set --gtid`): run with --resume gtid, "
+            "or set a file/offset with `cdc-offload position set FILE:OFFSET` or `--now`"
+        )
     if not by_gtid and start.server_uuid is not None and start.server_uuid != str(facts.server_id):
         raise SourceRefused(
             f"the checkpoint {start.position} is a file/offset of the server with server_id {start.server_uuid}, "

@@ -264,3 +264,28 @@ def _fail_closed_reported(port: int) -> bool:
         return sample(get(port, "/metrics")[1].decode(), "cdc_offload_fail_closed") == 1
     except OSError:
         return False
+
+
+def test_a_gtid_only_position_is_refused_unless_resuming_by_gtid(
+    moodle: MoodleDatabase, sqs_sink: SinkSettings
+) -> None:
+    import threading
+
+    import pytest
+
+    from cdc_offload.errors import FailClosed
+    from cdc_offload.runtime import build
+    from tests.support import init_state
+
+    settings = moodle.settings(sqs_sink, **FAST)
+    init_state(settings)
+    env = cli_env(moodle, sqs_sink.queue_url or "", settings.state_schema)
+    assert CliRunner().invoke(main, ["position", "set", "--gtid", "0-1-1"], env=env).exit_code == 0
+    runtime = build(settings)
+    try:
+        # Read by file/offset, an empty file name would start at the server's oldest binlog.
+        with pytest.raises(FailClosed, match="run with --resume gtid"):
+            runtime.pipeline.run(threading.Event())
+    finally:
+        runtime.dispatcher.close()
+    assert runtime.metrics.registry.get_sample_value("cdc_offload_fail_closed") == 1

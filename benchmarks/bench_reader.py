@@ -75,18 +75,6 @@ def _connection(server: MariaDBSandbox) -> dict[str, Any]:
     return {"host": server.host, "port": server.port, "user": "root", "passwd": "", "charset": "utf8mb4"}
 
 
-def _status(server: MariaDBSandbox) -> Position:
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW MASTER STATUS")
-            row = cursor.fetchone()
-            assert row is not None
-            return Position(str(row[0]), int(row[1]))
-    finally:
-        connection.close()
-
-
 def run_library_default(server: MariaDBSandbox, variant: Variant) -> int:
     stream = BinLogStreamReader(
         connection_settings=_connection(server),
@@ -178,11 +166,11 @@ def prepare(server: MariaDBSandbox, name: str, transactions: int, login_storm: b
             cursor.execute("FLUSH BINARY LOGS")  # each variant in files of its own
     finally:
         connection.close()
-    start = _status(server)
+    start = server.binlog_end()
     began = time.perf_counter()
     written = workload.write_busy(server.port, database, transactions, login_storm=login_storm)
     print(f"  wrote {transactions:,} transactions in {time.perf_counter() - began:.1f} s", flush=True)
-    end = _status(server)
+    end = server.binlog_end()
     connection = server.connect()
     try:
         with connection.cursor() as cursor:

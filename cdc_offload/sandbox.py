@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pymysql
 
+from cdc_offload.model import Position
+
 DEFAULT_BINLOG_OPTIONS: tuple[str, ...] = (
     "--log-bin=binlog",
     "--binlog-format=ROW",
@@ -150,6 +152,18 @@ class MariaDBSandbox:
             charset="utf8mb4",
             connect_timeout=5,
         )
+
+    def binlog_end(self) -> Position:
+        """Where the server's binlog ends now (where a write made next will start)."""
+        connection = self.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW MASTER STATUS")
+                row = cursor.fetchone()
+                assert row is not None, "the binlog is off"
+                return Position(str(row[0]), int(row[1]))
+        finally:
+            connection.close()
 
     def url(self, user: str = "root", password: str = "", database: str = "") -> str:
         secret = f":{password}" if password else ""

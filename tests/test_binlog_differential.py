@@ -48,18 +48,6 @@ def settings_for(server: MariaDBSandbox, database: str, **overrides: Any) -> Set
     return Settings(source=dsn, writer=dsn, **options)
 
 
-def binlog_end(server: MariaDBSandbox) -> Position:
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW MASTER STATUS")
-            row = cursor.fetchone()
-            assert row is not None
-            return Position(str(row[0]), int(row[1]))
-    finally:
-        connection.close()
-
-
 def read_all(reader: Any) -> list[Any]:
     try:
         return list(reader)
@@ -170,7 +158,7 @@ class Scenario:
 
 
 def write_scenario(server: MariaDBSandbox) -> tuple[Position, int]:
-    start = binlog_end(server)
+    start = server.binlog_end()
     w = Writer(server, "")
     w.run("CREATE DATABASE moodle")
     w.connection.select_db("moodle")
@@ -258,7 +246,7 @@ def write_scenario(server: MariaDBSandbox) -> tuple[Position, int]:
 @pytest.fixture(scope="module")
 def scenario(server: MariaDBSandbox) -> Scenario:
     start, inserted = write_scenario(server)
-    end = binlog_end(server)
+    end = server.binlog_end()
     settings = settings_for(server, "moodle")
     checkpoint = Checkpoint(start)
     library = read_all(BinlogSource(settings, checkpoint, blocking=False))
@@ -327,7 +315,7 @@ def _database_with_outbox(server: MariaDBSandbox, database: str, outbox_ddl: str
             cursor.execute(outbox_ddl)
     finally:
         connection.close()
-    return binlog_end(server)
+    return server.binlog_end()
 
 
 def test_body_that_is_not_utf8_is_undecodable_for_that_row_only(server: MariaDBSandbox) -> None:
@@ -348,7 +336,7 @@ def test_body_that_is_not_utf8_is_undecodable_for_that_row_only(server: MariaDBS
             )
     finally:
         connection.close()
-    end = binlog_end(server)
+    end = server.binlog_end()
     settings = settings_for(server, "blobby")
     library = without_counts(read_all(BinlogSource(settings, Checkpoint(start), blocking=False, end=end)))
     fast = without_counts(read_all(FastBinlogReader(settings, Checkpoint(start), blocking=False, end=end)))
@@ -379,7 +367,7 @@ def test_a_column_only_the_library_can_decode_takes_the_library_path(server: Mar
             )
     finally:
         connection.close()
-    end = binlog_end(server)
+    end = server.binlog_end()
     settings = settings_for(server, "oddtypes")
     library = without_counts(read_all(BinlogSource(settings, Checkpoint(start), blocking=False, end=end)))
     fast = without_counts(read_all(FastBinlogReader(settings, Checkpoint(start), blocking=False, end=end)))
@@ -408,7 +396,7 @@ def test_outbox_with_renamed_columns_and_other_prefix(server: MariaDBSandbox) ->
             )
     finally:
         connection.close()
-    end = binlog_end(server)
+    end = server.binlog_end()
     tables = TableNames(
         prefix="site_",
         outbox_columns=(
@@ -455,7 +443,7 @@ def test_table_ids_reused_after_a_restart_are_not_mistaken_for_watched_tables(se
     server.restart()
     # Table ids restart with the server: open unrelated tables until one gets a watched table's
     # old id, and write a row through it.
-    after = binlog_end(server).file
+    after = server.binlog_end().file
     connection = server.connect("reuse")
     try:
         with connection.cursor() as cursor:
@@ -478,7 +466,7 @@ def test_table_ids_reused_after_a_restart_are_not_mistaken_for_watched_tables(se
 
 
 def test_blocking_reader_stays_alive_on_heartbeats(server: MariaDBSandbox) -> None:
-    start = binlog_end(server)
+    start = server.binlog_end()
     connection = server.connect("moodle")
     try:
         with connection.cursor() as cursor:
@@ -505,8 +493,8 @@ def test_blocking_reader_stays_alive_on_heartbeats(server: MariaDBSandbox) -> No
 
 def test_duplicate_server_id_is_a_source_error_naming_the_code(server: MariaDBSandbox) -> None:
     settings = settings_for(server, "moodle", heartbeat=0.2, read_timeout=2.0)
-    first = iter(FastBinlogReader(settings, Checkpoint(binlog_end(server)), blocking=True))
-    second = FastBinlogReader(settings, Checkpoint(binlog_end(server)), blocking=True)
+    first = iter(FastBinlogReader(settings, Checkpoint(server.binlog_end()), blocking=True))
+    second = FastBinlogReader(settings, Checkpoint(server.binlog_end()), blocking=True)
     try:
         next(item for item in first if isinstance(item, Idle))
         next(item for item in second if isinstance(item, Idle))
@@ -533,7 +521,7 @@ def test_purged_start_position_raises_position_lost(scenario: Scenario, server: 
     try:
         with connection.cursor() as cursor:
             cursor.execute("FLUSH BINARY LOGS")
-            current = binlog_end(server)
+            current = server.binlog_end()
             cursor.execute(f"PURGE BINARY LOGS TO '{current.file}'")
     finally:
         connection.close()

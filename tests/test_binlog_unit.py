@@ -103,18 +103,6 @@ def server() -> Iterator[MariaDBSandbox]:
         sandbox.remove()
 
 
-def end_of_binlog(server: MariaDBSandbox) -> Position:
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW MASTER STATUS")
-            row = cursor.fetchone()
-            assert row is not None
-            return Position(str(row[0]), int(row[1]))
-    finally:
-        connection.close()
-
-
 @dataclass(frozen=True)
 class RawEvent:
     kind: int
@@ -161,12 +149,12 @@ def wide_events(server: MariaDBSandbox) -> list[RawEvent]:
             cursor.execute("SET SESSION sql_mode = ''")
             cursor.execute("SET SESSION time_zone = '+00:00'")
             cursor.execute(WIDE)
-            start = end_of_binlog(server)
+            start = server.binlog_end()
             for statement in WIDE_ROWS:
                 cursor.execute(statement)
     finally:
         connection.close()
-    return raw_events(server, start, end_of_binlog(server))
+    return raw_events(server, start, server.binlog_end())
 
 
 def test_generated_decoders_equal_the_library_on_every_column_type(wide_events: list[RawEvent]) -> None:
@@ -319,7 +307,7 @@ def _settings(server: MariaDBSandbox, database: str, server_id: int) -> Settings
 
 
 def test_compressed_events_are_refused(server: MariaDBSandbox) -> None:
-    start = end_of_binlog(server)
+    start = server.binlog_end()
     connection = server.connect()
     try:
         with connection.cursor() as cursor:
@@ -343,10 +331,10 @@ def test_start_at_or_past_end_stops_where_binlogsource_stops(server: MariaDBSand
         with connection.cursor() as cursor:
             cursor.execute("CREATE DATABASE IF NOT EXISTS ending")
             cursor.execute("CREATE TABLE ending.t (id INT)")
-            here = end_of_binlog(server)
+            here = server.binlog_end()
             cursor.execute("INSERT INTO ending.t VALUES (1)")
             cursor.execute("INSERT INTO ending.t VALUES (2)")
-            later = end_of_binlog(server)
+            later = server.binlog_end()
     finally:
         connection.close()
     for begin, stop in ((here, here), (later, here), (here, later)):

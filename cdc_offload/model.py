@@ -31,7 +31,9 @@ class Checkpoint:
 
     position: Position
     gtid: str | None = None
-    server_uuid: str | None = None
+    # The server_id of the server whose binlog the position belongs to: a file/offset means
+    # other rows on another server, so resuming there by position is refused.
+    source_server_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

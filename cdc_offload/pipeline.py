@@ -613,9 +613,3 @@ class _Backoff:
     def next(self) -> float:
         self._attempt += 1
         return random.uniform(0, min(self._cap, self._base * 2**self._attempt))  # noqa: S311 - jitter, not crypto
-
-
-def replay_bounds(start: Position, end: Position | None) -> tuple[Position, Position | None]:
-    if end is not None and end <= start:
-        raise ValueError(f"--to {end} is not after --from {start}")
-    return start, end

@@ -74,9 +74,9 @@ def server_facts(settings: Settings, start: Checkpoint) -> ServerFacts:
             "the checkpoint holds only a GTID (from `position set --gtid`): run with --resume gtid, "
             "or set a file/offset with `cdc-offload position set FILE:OFFSET` or `--now`"
         )
-    if not by_gtid and start.server_uuid is not None and start.server_uuid != str(facts.server_id):
+    if not by_gtid and start.source_server_id is not None and start.source_server_id != str(facts.server_id):
         raise SourceRefused(
-            f"the checkpoint {start.position} is a file/offset of the server with server_id {start.server_uuid}, "
+            f"the checkpoint {start.position} is a file/offset of the server with server_id {start.source_server_id}, "
             f"but {settings.source} has server_id {facts.server_id}: the same offset means other rows there. "
             "Resume by GTID (--resume gtid) if the servers share GTIDs, or pick a start with "
             "`cdc-offload position set`"
@@ -129,7 +129,7 @@ def current_end(dsn: Dsn) -> Checkpoint:
                 # MySQL: Executed_Gtid_Set, the whole set (empty when gtid_mode is OFF).
                 gtid = str(row[4]).replace("\n", "") or None
             # The server this file/offset belongs to: a position resume elsewhere is refused.
-            return Checkpoint(Position(str(row[0]), int(row[1])), gtid=gtid, server_uuid=server_id)
+            return Checkpoint(Position(str(row[0]), int(row[1])), gtid=gtid, source_server_id=server_id)
     finally:
         connection.close()
 

@@ -207,14 +207,6 @@ class Store:
             self.close()
             raise StoreError(f"lock check failed: {_mysql_code(error)}") from None
 
-    def lock_holder_exists(self) -> bool:
-        """Whether any session holds the consumer lock (for commands refused while one runs)."""
-        with self._cursor() as cursor:
-            cursor.execute("SELECT IS_USED_LOCK(%s)", (self._settings.lock_name,))
-            row = cursor.fetchone()
-        self._commit()
-        return bool(row and row[0] is not None)
-
     def _commit(self) -> None:
         assert self._connection is not None
         self._connection.commit()
@@ -258,7 +250,9 @@ class Store:
             raise StoreError(f"cannot read the checkpoint: {_mysql_code(error)}") from None
         if row is None:
             return None
-        return Checkpoint(Position(str(row[0]), int(row[1])), gtid=row[2] or None, server_uuid=_optional_str(row[3]))
+        return Checkpoint(
+            Position(str(row[0]), int(row[1])), gtid=row[2] or None, source_server_id=_optional_str(row[3])
+        )
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Set the position outside the pipeline (`position set`); the caller holds the lock."""
@@ -283,7 +277,7 @@ class Store:
                 checkpoint.position.file,
                 checkpoint.position.offset,
                 checkpoint.gtid,
-                checkpoint.server_uuid,
+                checkpoint.source_server_id,
             ),
         )
 

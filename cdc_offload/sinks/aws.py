@@ -23,7 +23,8 @@ def client_config(settings: SinkSettings) -> botocore.config.Config:
     # sent). A read timeout is different: AWS may have accepted the request, and retrying it would
     # send the email twice, so one attempt may use the whole deadline and is not repeated in time.
     return botocore.config.Config(
-        retries={"mode": "standard", "max_attempts": 3},
+        # total_max_attempts counts the first request too (max_attempts would mean 3 retries).
+        retries={"mode": "standard", "total_max_attempts": 3},
         connect_timeout=min(2.0, settings.deadline / 3),
         read_timeout=settings.deadline,
         max_pool_connections=settings.concurrency,

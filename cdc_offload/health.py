@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Literal
 
@@ -12,7 +11,6 @@ Role = Literal["starting", "active", "standby", "stopped"]
 class Health:
     def __init__(self, stall_after: float) -> None:
         self._stall_after = stall_after
-        self._lock = threading.Lock()
         self._loop_tick = time.monotonic()
         self._reader_seen: float | None = None
         self.role: Role = "starting"
@@ -21,13 +19,13 @@ class Health:
     def loop_ticked(self) -> None:
         self._loop_tick = time.monotonic()
 
+    # Called by the reader thread for every item: a plain attribute store, atomic in CPython, so
+    # the hot path takes no lock.
     def reader_alive(self) -> None:
-        with self._lock:
-            self._reader_seen = time.monotonic()
+        self._reader_seen = time.monotonic()
 
     def reader_lost(self) -> None:
-        with self._lock:
-            self._reader_seen = None
+        self._reader_seen = None
 
     def healthy(self) -> bool:
         """The loop ticks, and while active the reader delivers (heartbeats count)."""
@@ -36,8 +34,7 @@ class Health:
             return False
         if self.role != "active":
             return self.role != "stopped"
-        with self._lock:
-            seen = self._reader_seen
+        seen = self._reader_seen
         return seen is not None and now - seen <= self._stall_after
 
     def ready(self) -> bool:

@@ -51,12 +51,7 @@ def insert_user(admin: Any, email: str | None, *, prefix: str = "mdl_", uid: int
     if uid is not None:
         values["id"] = uid
     values.update(columns)
-    with admin.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {prefix}user ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})",
-            tuple(values.values()),
-        )
-        return int(cursor.lastrowid)
+    return insert_row(admin, f"{prefix}user", values)
 
 
 def insert_outbox(
@@ -68,9 +63,13 @@ def insert_outbox(
     if oid is not None:
         values["id"] = oid
     values.update(columns)
+    return insert_row(admin, f"{prefix}email", values)
+
+
+def insert_row(admin: Any, table: str, values: dict[str, Any]) -> int:
     with admin.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {prefix}email ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})",
+            f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})",
             tuple(values.values()),
         )
         return int(cursor.lastrowid)

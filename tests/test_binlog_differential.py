@@ -30,7 +30,7 @@ from cdc_offload.model import (
     Undecodable,
     UserRow,
 )
-from cdc_offload.sandbox import MariaDBSandbox
+from cdc_offload.sandbox import MariaDBSandbox, running_mariadb
 from cdc_offload.settings import Dsn, Settings, SinkSettings, TableNames
 from cdc_offload.source import BinlogSource
 
@@ -96,12 +96,8 @@ def commits_in_range(server: MariaDBSandbox, start: Position) -> int:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MariaDBSandbox]:
-    sandbox = MariaDBSandbox()
-    sandbox.start()
-    try:
+    with running_mariadb() as sandbox:
         yield sandbox
-    finally:
-        sandbox.remove()
 
 
 @dataclass

@@ -24,7 +24,7 @@ from cdc_offload.binlog.protocol import open_dump, parse_error
 from cdc_offload.binlog.tablemap import Column, TableMap, parse
 from cdc_offload.errors import SourceError
 from cdc_offload.model import Checkpoint, EventCounts, Position
-from cdc_offload.sandbox import MariaDBSandbox
+from cdc_offload.sandbox import MariaDBSandbox, running_mariadb
 from cdc_offload.settings import Dsn, Settings, SinkSettings
 from cdc_offload.source import BinlogSource
 
@@ -95,12 +95,8 @@ WALK_ONLY = {"tm", "tm4", "vlat"}
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MariaDBSandbox]:
-    sandbox = MariaDBSandbox()
-    sandbox.start()
-    try:
+    with running_mariadb() as sandbox:
         yield sandbox
-    finally:
-        sandbox.remove()
 
 
 @dataclass(frozen=True)

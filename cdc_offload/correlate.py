@@ -99,13 +99,17 @@ class Correlator:
         self._watermark = max(self._watermark, now)
         horizon = self._watermark - self._window
         expired: list[Job] = []
-        for outbox_id, job in list(self._waiting_rows.items()):
+        # Each map is in binlog order, so only its head can have expired: this runs on every
+        # commit, and copying the maps (every user paired within the window) made it O(n) each.
+        while self._waiting_rows:
+            outbox_id, job = next(iter(self._waiting_rows.items()))
             if job.event_time >= horizon:
                 break
             expired.append(job)
             self._forget_waiting_row(outbox_id)
         for users in (self._waiting_users, self._paired_users):
-            for user_id, seen in list(users.items()):
+            while users:
+                user_id, seen = next(iter(users.items()))
                 if seen.event_time >= horizon:
                     break
                 del users[user_id]

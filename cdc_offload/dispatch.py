@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Delivery, Job
 from cdc_offload.sinks import BREAKER_OPEN, DAILY_QUOTA, DEADLINE, UNREACHABLE, Sink
+
+# Dispatch rounds that may be with AWS at once: one being answered while the next one is filled.
+ROUNDS_IN_FLIGHT = 2
 
 # Failures that say AWS (or the way to it) is down, as opposed to a refused message. An exhausted
 # daily quota counts: every call would fail the same way, so the breaker stops calling for a while.
@@ -26,21 +31,25 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
+        # Rounds in flight finish on their own threads.
+        self._lock = threading.Lock()
 
     @property
     def is_open(self) -> bool:
         return self._opened_at is not None
 
     def allows_call(self) -> bool:
-        return self._opened_at is None or self._clock() - self._opened_at >= self._cooldown
+        with self._lock:
+            return self._opened_at is None or self._clock() - self._opened_at >= self._cooldown
 
     def record(self, *, outage: bool) -> None:
-        if not outage:
-            self._failures, self._opened_at = 0, None
-            return
-        self._failures += 1
-        if self._opened_at is not None or self._failures >= self._threshold:
-            self._opened_at = self._clock()
+        with self._lock:
+            if not outage:
+                self._failures, self._opened_at = 0, None
+                return
+            self._failures += 1
+            if self._opened_at is not None or self._failures >= self._threshold:
+                self._opened_at = self._clock()
 
 
 class Dispatcher:
@@ -49,11 +58,16 @@ class Dispatcher:
         self._breaker = breaker
         self._metrics = metrics
         self.sink_name = sink.name
+        self._rounds = ThreadPoolExecutor(ROUNDS_IN_FLIGHT, thread_name_prefix="dispatch")
 
     @property
     def round_limit(self) -> int:
         """Most jobs one dispatch round should carry (the sink's throughput times its deadline)."""
         return self._sink.round_limit
+
+    def submit(self, jobs: Sequence[Job]) -> Future[list[Delivery]]:
+        """`deliver` on a round thread of its own, so the loop reads on while AWS answers."""
+        return self._rounds.submit(self.deliver, list(jobs))
 
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         if not jobs:
@@ -76,4 +90,5 @@ class Dispatcher:
         return deliveries
 
     def close(self) -> None:
+        self._rounds.shutdown(wait=False, cancel_futures=True)
         self._sink.close()

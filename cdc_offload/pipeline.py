@@ -2,12 +2,14 @@
 
 The reader runs in its own thread (a blocking socket read) and hands items over a bounded
 queue; everything else happens on this loop's thread, so the correlator, the checkpoint and the
-writer connection have a single owner. Dispatch and commit are synchronous per batch: while one
-batch is with AWS the reader keeps filling the queue, which is what makes the next batch large.
+writer connection have a single owner. AWS answers on round threads: up to ROUNDS_IN_FLIGHT
+rounds are with AWS while this loop reads on, and they are committed here, oldest first. The
+checkpoint never passes a row of a round that is not committed yet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -15,14 +17,15 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from cdc_offload import logs
 from cdc_offload.correlate import Correlator
-from cdc_offload.dispatch import Dispatcher
+from cdc_offload.dispatch import ROUNDS_IN_FLIGHT, Dispatcher
 from cdc_offload.errors import FailClosed, PositionLost, SourceError
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
@@ -30,6 +33,7 @@ from cdc_offload.model import (
     ChangeEvent,
     Checkpoint,
     Commit,
+    Delivery,
     EventCounts,
     Idle,
     Job,
@@ -75,6 +79,36 @@ class _ReaderEnded:
     error: SourceError | None
 
 
+@dataclass(frozen=True, slots=True)
+class _RoundAnswered:
+    """Wakes the loop when AWS has answered a round, so its commit does not wait for a timeout."""
+
+
+_ROUND_ANSWERED = _RoundAnswered()
+_Handover = list[SourceItem] | _ReaderEnded | _RoundAnswered
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """A dispatch round handed to AWS and not committed yet."""
+
+    number: int
+    to_send: list[Job]
+    # Left to Moodle (skipped, undecodable): recorded in the same commit.
+    decided: list[Resolution]
+    # Where its rows start: the checkpoint may not pass them until the round is committed.
+    holds: list[Checkpoint]
+    deliveries: Future[list[Delivery]] | None
+
+    @property
+    def answered(self) -> bool:
+        return self.deliveries is None or self.deliveries.done()
+
+    @property
+    def outbox_ids(self) -> set[int]:
+        return {job.outbox.id for job in self.to_send} | {r.outbox_id for r in self.decided}
+
+
 @dataclass
 class RunOptions:
     """What differs between the live loop and a replay of a stretch of binlog."""
@@ -105,7 +139,7 @@ class _Reader(threading.Thread):
     CHUNK = 256
     COALESCE_SECONDS = 0.05
 
-    def __init__(self, source: Source, out: queue.Queue[list[SourceItem] | _ReaderEnded], health: Health) -> None:
+    def __init__(self, source: Source, out: queue.Queue[_Handover], health: Health) -> None:
         super().__init__(name="binlog-reader", daemon=True)
         self._source = source
         self._out = out
@@ -211,12 +245,14 @@ class Session:
         self._tally = tally
         self._clock = clock
         self._correlator = Correlator(settings.pair_window, settings.templates)
-        self._queue: queue.Queue[list[SourceItem] | _ReaderEnded] = queue.Queue(maxsize=64)
+        self._queue: queue.Queue[_Handover] = queue.Queue(maxsize=64)
         self._reader = _Reader(source, self._queue, health)
         self._ready: dict[int, Job] = {}
         # Outbox rows that could not be decoded (left to Moodle), recorded with the next commit.
         self._unusable: dict[int, Resolution] = {}
         self._unusable_starts: dict[int, Checkpoint] = {}
+        self._in_flight: deque[_Round] = deque()
+        self._rounds = itertools.count(1)
         self._start = start
         self._last_commit = start
         self._committed = start
@@ -230,6 +266,13 @@ class Session:
         self._reader.start()
         try:
             self._loop(stop)
+        except StoreError:
+            # Whatever failed (a commit, the ledger check, the lease), rounds still with AWS may
+            # be accepted: their suppressions are retried with the rest, never sent again.
+            while self._in_flight:
+                round_ = self._in_flight.popleft()
+                self.uncommitted = self.uncommitted + round_.decided + self._resolve(round_)
+            raise
         finally:
             self._reader.stop()
 
@@ -241,13 +284,14 @@ class Session:
             self._health.loop_ticked()
             try:
                 # Short waits while jobs are held for a fuller round (see below).
-                got = self._queue.get(timeout=0.01 if self._ready else 0.2)
+                got: _Handover | None = self._queue.get(timeout=0.01 if self._ready else 0.2)
             except queue.Empty:
                 got = None
-            while isinstance(got, list):
-                self._take(got)
-                if len(self._ready) >= self._settings.max_batch:
-                    break
+            while got is not None and not isinstance(got, _ReaderEnded):
+                if isinstance(got, list):
+                    self._take(got)
+                    if len(self._ready) >= self._settings.max_batch:
+                        break
                 try:
                     got = self._queue.get_nowait()
                 except queue.Empty:
@@ -256,11 +300,12 @@ class Session:
                 ended = got
             if stop.is_set():
                 break
+            self._commit_answered_rounds()
             self._expire(self._correlator.advance(0.0))
             if not self._ready:
                 ready_since = time.monotonic()
             if self._should_flush(round_size, time.monotonic() - ready_since):
-                self._flush()
+                self._dispatch_ready(round_size)
             elif time.monotonic() - self._committed_at >= self._settings.checkpoint_interval:
                 self._commit_checkpoint()
             self._observe()
@@ -277,15 +322,21 @@ class Session:
         """Send now, or hold the ready jobs a moment for a fuller round?
 
         Caught up (a trickle), a job goes out as soon as the reader has nothing more: latency is
-        what matters. Catching up on a backlog (the last event is over a second old), a round of a
-        few jobs would cost a whole AWS round trip each; they are held until a round is full or
-        for at most HOLD_SECONDS, well inside the freshness limit."""
+        what matters. Catching up on a backlog (the last event is over a second old) while a
+        round is with AWS, a round of a few jobs would take a round slot for a whole AWS round
+        trip; they are held until a round is full or for at most HOLD_SECONDS, well inside the
+        freshness limit. With every slot taken, the ready jobs wait for the oldest answer."""
         if not (self._ready or self._unusable):
             return False
-        if len(self._ready) >= round_size:
+        room = self._room(round_size)
+        if len(self._in_flight) >= ROUNDS_IN_FLIGHT or room <= 0:
+            return False
+        if len(self._ready) >= room:
             return True
         if not self._queue.empty():
             return False
+        if not self._in_flight:
+            return True
         behind = self._last_event_time is not None and self._clock() - self._last_event_time > 1.0
         return not behind or held >= self.HOLD_SECONDS
 
@@ -330,20 +381,53 @@ class Session:
         for job in jobs:
             self._ready[job.outbox.id] = job
 
-    # -- a batch ----------------------------------------------------------------------------
+    # -- rounds -----------------------------------------------------------------------------
     def _flush(self) -> None:
-        # In rounds no larger than AWS can take within one deadline (SES is rate-limited), so a
-        # 5,000-user transaction is not one round whose tail misses the deadline.
+        """Send everything ready and commit every round: nothing is left with AWS uncommitted."""
         size = max(1, min(self._settings.max_batch, self._dispatcher.round_limit))
         while self._ready or self._unusable:
-            round_ids = list(itertools.islice(self._ready, size))
-            self._flush_round([self._ready.pop(outbox_id) for outbox_id in round_ids])
+            room = self._room(size)
+            if len(self._in_flight) >= ROUNDS_IN_FLIGHT or (self._ready and room <= 0):
+                self._commit_oldest_round()
+                continue
+            self._start_round(self._take_round(max(0, room)))
+        while self._in_flight:
+            self._commit_oldest_round()
 
-    def _flush_round(self, jobs: list[Job]) -> None:
+    def _dispatch_ready(self, size: int) -> None:
+        # In rounds no larger than AWS can take within one deadline (SES is rate-limited), so a
+        # 5,000-user transaction is not one round whose tail misses the deadline.
+        while (self._ready or self._unusable) and len(self._in_flight) < ROUNDS_IN_FLIGHT:
+            room = self._room(size)
+            if self._ready and room <= 0:
+                return
+            self._start_round(self._take_round(max(0, room)))
+
+    def _room(self, size: int) -> int:
+        """Jobs the next round may take: rounds with AWS at the same time share the sink's calls,
+        so together they stay within what it can answer inside one deadline."""
+        return size - sum(len(round_.to_send) for round_ in self._in_flight)
+
+    def _take_round(self, size: int) -> list[Job]:
+        round_ids = list(itertools.islice(self._ready, size))
+        return [self._ready.pop(outbox_id) for outbox_id in round_ids]
+
+    def _commit_answered_rounds(self) -> None:
+        while self._in_flight and self._in_flight[0].answered:
+            self._commit_oldest_round()
+
+    def _start_round(self, jobs: list[Job]) -> None:
         unusable = list(self._unusable.values())
+        holds = [job.start for job in jobs] + list(self._unusable_starts.values())
         self._unusable.clear()
         self._unusable_starts.clear()
-        done = self._store.handled([job.outbox.id for job in jobs] + [r.outbox_id for r in unusable])
+        ids = [job.outbox.id for job in jobs] + [r.outbox_id for r in unusable]
+        if any(not round_.outbox_ids.isdisjoint(ids) for round_ in self._in_flight):
+            # The same outbox row again (a re-INSERT) while its first image is with AWS: let that
+            # round's ledger row answer whether it was handled.
+            while self._in_flight:
+                self._commit_oldest_round()
+        done = self._store.handled(ids)
         if done:
             self._tally.already_done += len(done)
             logs.debug("already_handled", count=len(done))
@@ -362,20 +446,35 @@ class Session:
             resolutions += [self._would_send(job) for job in to_send]
             self._tally.add(resolutions)
             return
+        number = next(self._rounds)
+        deliveries = None
         if to_send:
             # Only the lock holder hands rows to AWS; a commit re-checks it (a pause can fall between).
             self._store.ensure_leader()
             # The window where a crash duplicates (counted by the fault tests from these two lines).
-            logs.info("batch_dispatching", jobs=len(to_send))
-        resolutions += self._send(to_send)
+            logs.info("batch_dispatching", jobs=len(to_send), round=number)
+            deliveries = self._dispatcher.submit(to_send)
+            deliveries.add_done_callback(self._round_answered)
+        self._in_flight.append(_Round(number, to_send, resolutions, holds, deliveries))
+
+    def _round_answered(self, _: Future[list[Delivery]]) -> None:
+        # A full queue needs no wake-up: the loop looks at the answered rounds once it has taken it.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_ROUND_ANSWERED)
+
+    def _commit_oldest_round(self) -> None:
+        round_ = self._in_flight[0]
+        resolutions = round_.decided + self._resolve(round_)
+        self._in_flight.popleft()
         crash_point("before_commit")
         final = self._commit(resolutions)
         crash_point("after_commit")
-        if to_send:
+        if round_.to_send:
             logs.info(
                 "batch_committed",
                 jobs=len(final),
                 offloaded=sum(1 for r in final if r.status is Status.OFFLOADED),
+                round=round_.number,
             )
         self._tally.add(final)
         for r in final:
@@ -395,13 +494,14 @@ class Session:
             job.outbox.id, job.outbox.userid, Status.OFFLOADED, Reason.NONE, job.start.position, job.event_time
         )
 
-    def _send(self, jobs: list[Job]) -> list[Resolution]:
-        if not jobs:
+    def _resolve(self, round_: _Round) -> list[Resolution]:
+        """Waits for AWS's answer to the round (each call is bounded by the sink's deadline)."""
+        if round_.deliveries is None:
             return []
-        deliveries = {d.outbox_id: d for d in self._dispatcher.deliver(jobs)}
+        deliveries = {d.outbox_id: d for d in round_.deliveries.result()}
         crash_point("after_dispatch")
         resolutions = []
-        for job in jobs:
+        for job in round_.to_send:
             delivery = deliveries.get(job.outbox.id)
             base = Resolution(
                 job.outbox.id,
@@ -438,6 +538,8 @@ class Session:
             candidates.append(oldest_waiting)
         candidates.extend(job.start for job in self._ready.values())
         candidates.extend(self._unusable_starts.values())
+        for round_ in self._in_flight:
+            candidates.extend(round_.holds)
         return min(candidates, key=lambda c: c.position)
 
     def _commit(self, resolutions: list[Resolution]) -> list[Resolution]:

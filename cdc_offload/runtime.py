@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdc_offload import logs
+from cdc_offload import logs, reader_process
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.errors import FailClosed
 from cdc_offload.health import Health
@@ -15,6 +15,7 @@ from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint
 from cdc_offload.pipeline import Pipeline, RunOptions, Source
+from cdc_offload.reader_process import ProcessSource
 from cdc_offload.server import current_end
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
@@ -45,6 +46,8 @@ def make_sink(settings: Settings) -> Sink:
 
 
 def source_factory(settings: Settings, start: Checkpoint) -> Source:
+    if reader_process.supported():
+        return ProcessSource(settings, start, open_source)
     return open_source(settings, start)
 
 
@@ -99,6 +102,8 @@ def run_forever(
     # up behind the reader and a round of 50 calls took ~4x its network time (measured).
     sys.setswitchinterval(SWITCH_INTERVAL)
     runtime = build(settings)
+    if reader_process.supported():
+        reader_process.start_fork_server(wait=True)
     if runtime.server is not None:
         runtime.server.start()
         logs.info("http_listening", port=runtime.server.server_address[1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,14 +132,20 @@ class _Watched:
 
 
 def open_source(
-    settings: Settings, start: Checkpoint, *, blocking: bool = True, end: Position | None = None
+    settings: Settings,
+    start: Checkpoint,
+    *,
+    blocking: bool = True,
+    end: Position | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> FastBinlogReader | BinlogSource:
     """The reader the pipeline uses: the header-only one (tens of times faster, equal output:
     tests/test_binlog_differential.py), except for a MySQL GTID resume, which only the library
-    speaks (the fast reader does MariaDB's GTID dump)."""
+    speaks (the fast reader does MariaDB's GTID dump). `on_wait`: see `FastBinlogReader` (the
+    library's reader cannot say when it waits, so it is not called there)."""
     if settings.resume == "gtid" and start.gtid and ":" in start.gtid:
         return BinlogSource(settings, start, blocking=blocking, end=end)
-    return FastBinlogReader(settings, start, blocking=blocking, end=end)
+    return FastBinlogReader(settings, start, blocking=blocking, end=end, on_wait=on_wait)
 
 
 class BinlogSource:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.faults.fixtures import fast_moto  # noqa: F401 - autouse
 from tests.faults.invariant import accepted_by_sqs, check, report
 from tests.faults.scenario import make_queue, prepare, settings_for, wait_handled
 from tests.faults.sidecar import SidecarProcess, sidecar_env
+from tests.support import wait_for
 
 BATCH = 40
 
@@ -117,3 +119,66 @@ def test_twenty_random_sigkills_during_a_2000_user_upload(moodle: MoodleDatabase
         batches_committed_by_killed_processes=sum(k["committed_batches"] for k in kills),
         **verdict.numbers(),
     )
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (the reader runs in one, forked from a fork server)."""
+    children: dict[int, set[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rpartition(")")[2].split()[:2]
+        except OSError:
+            continue
+        if state != "Z":
+            children.setdefault(int(parent), set()).add(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), set()) - found:
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _live(pids: set[int]) -> set[int]:
+    live = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+                live.add(pid)
+        except OSError:
+            continue
+    return live
+
+
+def _binlog_dumps(moodle: MoodleDatabase) -> int:
+    """Binlog dump threads on the server for this test's reader account."""
+    connection = moodle.admin()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND LIKE 'Binlog Dump%%'",
+            (moodle.reader.user,),
+        )
+        (count,) = cursor.fetchone()
+    connection.close()
+    return int(count)
+
+
+def test_a_killed_sidecar_leaves_no_reader_process_behind(
+    moodle: MoodleDatabase, aws_endpoint: str
+) -> None:
+    # The binlog is read in a child process. A SIGKILL gives the sidecar no chance to stop it: the
+    # child must go by itself, or it would keep a dump open under our server id and hold the
+    # sidecar's log pipe open. With a long heartbeat, finding the parent gone at its next message
+    # would take far longer than the wait below: the child must go with the sidecar.
+    queue_url = make_queue(False, "orphans")
+    prepare(settings_for(moodle, queue_url))
+    env = sidecar_env(moodle, queue_url, aws_endpoint, heartbeat=60, read_timeout=180)
+    sidecar = SidecarProcess(env, name="orphans").start()
+    sidecar.wait_leading()
+    wait_for(lambda: _binlog_dumps(moodle) == 1, 30, "the reader's binlog dump")
+    helpers = _descendants(sidecar.pid)
+    assert helpers, "the reader runs in a process of its own"
+    sidecar.kill()
+    # (The server notices the closed dump connection only at its next heartbeat to it.)
+    wait_for(lambda: not _live(helpers), 10, "the reader gone with it")

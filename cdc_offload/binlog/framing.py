@@ -7,7 +7,9 @@ than it, and glues a packet the server split at 16 MiB back together.
 
 from __future__ import annotations
 
+import select
 import socket
+from collections.abc import Callable
 
 from cdc_offload.binlog.constants import MAX_PACKET_PAYLOAD
 
@@ -29,8 +31,12 @@ class PacketStream:
     (`data[start:stop]`) kept, and at least `need` bytes from `start` on.
     """
 
-    def __init__(self, sock: socket.socket, buffer_size: int = DEFAULT_BUFFER) -> None:
+    def __init__(
+        self, sock: socket.socket, buffer_size: int = DEFAULT_BUFFER, on_wait: Callable[[], None] | None = None
+    ) -> None:
         self._sock = sock
+        # Called before a read that would block: whoever batches what we yield hands it on now.
+        self._on_wait = on_wait
         self._default = buffer_size
         self.data = bytearray(buffer_size)
         self._view = memoryview(self.data)
@@ -58,6 +64,8 @@ class PacketStream:
         view = self._view
         recv_into = self._sock.recv_into
         while stop - start < need:
+            if self._on_wait is not None and not select.select([self._sock], [], [], 0)[0]:
+                self._on_wait()
             received = recv_into(view[stop:])
             if not received:
                 raise ConnectionClosed

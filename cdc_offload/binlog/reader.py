@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pymysql
 
@@ -66,9 +66,17 @@ class FastBinlogReader:
     it from its own committed checkpoint). Same constructor and iteration as `BinlogSource`."""
 
     def __init__(
-        self, settings: Settings, start: Checkpoint, *, blocking: bool = True, end: Position | None = None
+        self,
+        settings: Settings,
+        start: Checkpoint,
+        *,
+        blocking: bool = True,
+        end: Position | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> None:
+        """`on_wait` is called whenever the next read would wait for the server."""
         self._settings = settings
+        self._on_wait = on_wait
         self._start = start
         self._end = end
         self._blocking = blocking
@@ -125,7 +133,7 @@ class FastBinlogReader:
             read_timeout=settings.read_timeout,
             mariadb_gtid=self._start.gtid if by_gtid else None,
         )
-        stream = PacketStream(dump.sock)
+        stream = PacketStream(dump.sock, on_wait=self._on_wait)
         try:
             yield from self._events(stream, dump)
         finally:

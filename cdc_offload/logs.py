@@ -37,6 +37,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
+    # None of these reach our JSON lines; collecting them (a stack walk for the caller's file and
+    # line) was a third of the cost of a line, and a busy round logs one line per row.
+    logging._srcfile = None  # the logging HOWTO's "Optimization" switch
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

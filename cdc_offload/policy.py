@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 
 from cdc_offload.model import Job, Reason, Resolution, Status
 
 _FORBIDDEN_IN_ADDRESS = frozenset(",;<>()[]\\\"' \t\r\n")
+# The common case, ASCII dot-atoms on both sides, which the full parser below always accepts: it
+# costs ~75 µs an address, a fifth of a 1,000-user round's work on the loop thread.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
 
 
 def is_single_address(text: str) -> bool:
@@ -17,6 +23,8 @@ def is_single_address(text: str) -> bool:
     local, sep, domain = text.rpartition("@")
     if not sep or not local or "@" in local or "." not in domain.strip("."):
         return False
+    if _PLAIN_ADDRESS.fullmatch(text):
+        return True
     try:
         Address(addr_spec=text)
     except (HeaderParseError, ValueError, IndexError):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import random
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+
+import pytest
+
+from cdc_offload import policy
 from cdc_offload.correlate import Correlator
 from cdc_offload.model import ChangeEvent, Checkpoint, Job, OutboxRow, Position, Reason, Status, UserRow
 from cdc_offload.policy import decide, is_single_address
@@ -97,3 +104,24 @@ def test_only_one_plain_address_is_accepted() -> None:
     assert is_single_address("ada.lovelace+moodle@uni.example.ac.uk")
     for bad in ("", "ada", "a@b", "a@@b.org", "a b@c.org", "a@b.org,c@d.org", "a@b.org\r\nBcc: x@y.org", "<a@b.org>"):
         assert not is_single_address(bad), bad
+
+
+def test_the_fast_address_check_accepts_nothing_the_full_parser_refuses() -> None:
+    # The fast path is a subset of email.headerregistry's addr-spec: a random walk over the
+    # characters where the two could disagree (dots, hyphens, specials, empty labels).
+    rng = random.Random(5093)
+    atom = "aZ09_+!#$%&*/=?^`{|}~-."
+
+    def dotted(chars: str, parts: int) -> str:
+        return ".".join("".join(rng.choice(chars) for _ in range(rng.randint(0, 4))) for _ in range(parts))
+
+    fast_accepted = 0
+    for _ in range(20_000):
+        text = dotted(atom, rng.randint(1, 3)) + "@" + dotted("aZ09-_", rng.randint(1, 4))
+        if policy._PLAIN_ADDRESS.fullmatch(text):
+            fast_accepted += 1
+            try:
+                Address(addr_spec=text)
+            except (HeaderParseError, ValueError, IndexError):
+                pytest.fail(f"the fast path accepts {text!r}, which the parser refuses")
+    assert fast_accepted > 500, "the walk reached the fast path"

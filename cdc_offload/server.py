@@ -35,9 +35,14 @@ class ServerFacts:
     server_id: int
 
 
-def server_facts(settings: Settings, start: Checkpoint) -> ServerFacts:
-    """What the source server is, and a refusal when reading it from `start` could skip rows."""
-    connection = tls.connect(settings.source, connection_kwargs(settings.source, 10.0))
+def server_facts(
+    settings: Settings, start: Checkpoint, connection: pymysql.Connection[Any] | None = None
+) -> ServerFacts:
+    """What the source server is, and a refusal when reading it from `start` could skip rows.
+    On `connection` when given (the reader's own, before its dump starts), else on a new one."""
+    own = connection is None
+    if connection is None:
+        connection = tls.connect(settings.source, connection_kwargs(settings.source, 10.0))
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -46,7 +51,8 @@ def server_facts(settings: Settings, start: Checkpoint) -> ServerFacts:
             )
             values = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
     finally:
-        connection.close()
+        if own:
+            connection.close()
     facts = ServerFacts("mariadb" in values.get("version", "").lower(), int(values.get("server_id", "0") or 0))
     if values.get("log_bin", "OFF").upper() not in ("ON", "1"):
         raise SourceRefused(

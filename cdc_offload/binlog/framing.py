@@ -37,6 +37,8 @@ class PacketStream:
         self._sock = sock
         # Called before a read that would block: whoever batches what we yield hands it on now.
         self._on_wait = on_wait
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
         self._default = buffer_size
         self.data = bytearray(buffer_size)
         self._view = memoryview(self.data)
@@ -64,7 +66,7 @@ class PacketStream:
         view = self._view
         recv_into = self._sock.recv_into
         while stop - start < need:
-            if self._on_wait is not None and not select.select([self._sock], [], [], 0)[0]:
+            if self._on_wait is not None and not self._readable.poll(0):
                 self._on_wait()
             received = recv_into(view[stop:])
             if not received:

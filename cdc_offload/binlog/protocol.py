@@ -69,6 +69,12 @@ def connection_kwargs(dsn: Dsn, read_timeout: float) -> dict[str, Any]:
     }
 
 
+def connect(dsn: Dsn, read_timeout: float) -> pymysql.Connection[Any]:
+    """The connection a dump will run on (through cdc_offload.tls like every other: the DSN's TLS
+    settings, verified)."""
+    return tls.connect(dsn, connection_kwargs(dsn, read_timeout))
+
+
 def open_dump(
     dsn: Dsn,
     *,
@@ -80,10 +86,33 @@ def open_dump(
     read_timeout: float,
     mariadb_gtid: str | None = None,
 ) -> DumpConnection:
+    """`start_dump` on a new connection."""
+    return start_dump(
+        connect(dsn, read_timeout),
+        server_id=server_id,
+        file=file,
+        offset=offset,
+        blocking=blocking,
+        heartbeat=heartbeat,
+        read_timeout=read_timeout,
+        mariadb_gtid=mariadb_gtid,
+    )
+
+
+def start_dump(
+    connection: pymysql.Connection[Any],
+    *,
+    server_id: int,
+    file: str,
+    offset: int,
+    blocking: bool,
+    heartbeat: float | None,
+    read_timeout: float,
+    mariadb_gtid: str | None = None,
+) -> DumpConnection:
     """A dump from file/offset, or (MariaDB) from the GTID state `mariadb_gtid`: the server then
-    starts right after it, in whichever file holds it, and says which in its first ROTATE."""
-    # Through cdc_offload.tls like every other connection: the DSN's TLS settings, verified.
-    connection = tls.connect(dsn, connection_kwargs(dsn, read_timeout))
+    starts right after it, in whichever file holds it, and says which in its first ROTATE. The
+    connection is the dump's from here on (closed if starting it fails)."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT @@global.binlog_checksum, @@version")

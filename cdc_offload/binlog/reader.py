@@ -24,7 +24,14 @@ from cdc_offload import tls
 from cdc_offload.binlog import constants as c
 from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
 from cdc_offload.binlog.gtid import GtidState
-from cdc_offload.binlog.protocol import DumpConnection, ServerError, open_dump, parse_error
+from cdc_offload.binlog.protocol import (
+    DumpConnection,
+    ServerError,
+    close_quietly,
+    connect,
+    parse_error,
+    start_dump,
+)
 from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.binlog.tables import CACHE_LIMIT, Decoder, Watched
 from cdc_offload.errors import SourceError
@@ -120,11 +127,18 @@ class FastBinlogReader:
 
     def _items(self) -> Iterator[SourceItem]:
         settings = self._settings
-        facts = server_facts(settings, self._start)
+        # One connection for the checks and the dump: each new one costs a TLS context (~45 ms of
+        # CPU) and a handshake, at every session's start.
+        connection = connect(settings.source, settings.read_timeout)
+        try:
+            facts = server_facts(settings, self._start, connection)
+        except BaseException:
+            close_quietly(connection)
+            raise
         by_gtid = settings.resume == "gtid" and bool(self._start.gtid) and facts.mariadb
         self._server = str(facts.server_id)
-        dump = self._dump = open_dump(
-            settings.source,
+        dump = self._dump = start_dump(
+            connection,
             server_id=settings.server_id,
             file=self._start.position.file,
             offset=self._start.position.offset,

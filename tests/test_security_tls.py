@@ -124,6 +124,19 @@ def test_a_connection_reports_its_tls_version_and_cipher(tls_moodle: MoodleDatab
     assert version in ("TLSv1.2", "TLSv1.3") and cipher
 
 
+def test_without_tls_settings_a_server_offering_tls_still_gets_an_encrypted_link(tls_moodle: MoodleDatabase) -> None:
+    # The driver's default (encrypt when offered, verify nothing), kept while its context is built
+    # once instead of per connection: the reader account REQUIREs SSL, so a plaintext attempt
+    # would be refused outright.
+    for _ in range(2):  # the second connection uses the shared context
+        connection = connect(tls_moodle.reader, autocommit=True)
+        try:
+            version, cipher = tls.session_tls(connection)
+        finally:
+            connection.close()
+        assert version in ("TLSv1.2", "TLSv1.3") and cipher
+
+
 def test_check_reports_verified_tls_and_least_privilege(tls_moodle: MoodleDatabase, pki: Pki, sqs_queue: str) -> None:
     env = {
         "CDC_OFFLOAD_SOURCE_DSN": tls_moodle.server.url(tls_moodle.reader.user, database=tls_moodle.database),

@@ -9,9 +9,11 @@ Prints a table per scenario and writes benchmarks/results/pipeline.json. Scenari
            plugin's way over the same components (one user at a time: send, wait, delete).
   busy     a busy Moodle binlog (>= 20 unrelated rows per user) and a login-storm variant:
            events/s through the whole pipeline.
-  scaling  100 / 1,000 / 5,000 / 20,000 users: time, time per user, peak RSS.
+  scaling  100 / 1,000 / 5,000 / 20,000 users: time, time per user, peak memory.
   latency  a trickle of 20 users/s: commit on the primary -> suppression committed.
-  memory   peak RSS over a 200,000-row unrelated transaction and a 5,000-user transaction.
+  memory   peak memory over a 200,000-row unrelated transaction and a 5,000-user transaction.
+
+Memory is the sidecar's with its child processes (see Sidecar.peak_rss_mb).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ QUEUE = "/123456789012/credential-emails"
 
 @dataclass
 class Sidecar:
-    """`cdc-offload run` in its own process, so its peak RSS is its own."""
+    """`cdc-offload run` in its own process, so its memory is its own (and its children's)."""
 
     server: MariaDBSandbox
     database: str
@@ -66,6 +68,7 @@ class Sidecar:
     process: subprocess.Popen[str] | None = None
     port: int = field(default_factory=free_port)
     lines: list[dict[str, Any]] = field(default_factory=list)
+    peak_pss_mb: float = 0.0
 
     @property
     def schema(self) -> str:
@@ -97,6 +100,7 @@ class Sidecar:
         )
         RUNNING.append(self)
         threading.Thread(target=self._read_logs, daemon=True).start()
+        threading.Thread(target=self._sample_memory, daemon=True).start()
         wait(lambda: self._status("/readyz") == 200, 60, "the sidecar to lead")
         return self
 
@@ -127,10 +131,20 @@ class Sidecar:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     def peak_rss_mb(self) -> float:
-        """Peak RSS of the sidecar and of the processes it started (the binlog reader, the fork
-        server it comes from), added up: shared pages count twice, so this errs high."""
+        """Peak memory of the sidecar and the processes it started (the binlog reader and the fork
+        server it comes from, multiprocessing's resource tracker): their PSS added up, which
+        counts each shared page once, sampled every 50 ms; or the main process's own peak RSS
+        (exact) if that is higher."""
         assert self.process is not None
-        return sum(_peak_rss_mb(pid) for pid in (self.process.pid, *_descendants(self.process.pid)))
+        main = _peak_rss_mb(self.process.pid)
+        return max(main, self.peak_pss_mb)
+
+    def _sample_memory(self) -> None:
+        assert self.process is not None
+        while self.process.poll() is None:
+            tree = (self.process.pid, *_descendants(self.process.pid))
+            self.peak_pss_mb = max(self.peak_pss_mb, sum(_pss_mb(pid) for pid in tree))
+            time.sleep(0.05)  # the sampling period
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -144,6 +158,14 @@ def _peak_rss_mb(pid: int) -> float:
     except OSError:
         return 0.0
     return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0.0)
+
+
+def _pss_mb(pid: int) -> float:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0.0)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -161,6 +183,28 @@ def _descendants(pid: int) -> set[int]:
             found.add(child)
             todo.append(child)
     return found
+
+
+def settle(server: MariaDBSandbox, quiet: float = 0.05, timeout: float = 60.0) -> None:
+    """Wait until MariaDB has finished the work behind what was just written (InnoDB purge and
+    page flushing use a core of two for seconds after a big write), so that no reader measured
+    here pays for another's writes: until it uses under `quiet` of a core for half a second."""
+    stat = Path(server.root / "mysqld.pid").read_text().strip()
+    path = Path(f"/proc/{stat}/stat")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds() -> float:
+        fields = path.read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    deadline = time.monotonic() + timeout
+    before = cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)  # one sampling window
+        now = cpu_seconds()
+        if now - before < quiet * 0.5:
+            return
+        before = now
 
 
 def wait(condition: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -220,6 +264,7 @@ def backlog(server: MariaDBSandbox, standin: AwsStandIn, database: str, write: A
     first.stop()
     standin.received.clear()  # outbox ids restart in every database
     outbox_ids = write(connect(server, database))
+    settle(server)
     return Sidecar(server, database, standin).start(), outbox_ids
 
 
@@ -269,51 +314,73 @@ def seed(server: MariaDBSandbox, standin: AwsStandIn, users: int) -> dict[str, A
     return results
 
 
-def busy(server: MariaDBSandbox, standin: AwsStandIn, transactions: int) -> dict[str, Any]:
+def busy(server: MariaDBSandbox, standin: AwsStandIn, transactions: int, repeats: int) -> dict[str, Any]:
+    """Each variant written `repeats` times (a database each); the pipeline and every reader it is
+    compared with run over each copy, and the medians are compared: this 2-core machine's
+    run-to-run spread is ±25% for any of them."""
     results: dict[str, Any] = {}
+    readers = (
+        ("library_default", run_library_default),
+        ("library_only_tables_frozen", run_library_filtered),
+        ("mariadb_binlog_v", run_mariadb_binlog),
+    )
     for name, storm in (("busy", False), ("login_storm", True)):
-        database = f"bench_{name}"
-        create_busy_schema(server.port, database)
-        first = Sidecar(server, database, standin).start()
-        first.stop()
-        before = binlog_end(server)
-        written = write_busy(server.port, database, transactions, login_storm=storm)
-        after = binlog_end(server)
-        sidecar = Sidecar(server, database, standin).start()
-        users = written.watched_rows // 2
-        seconds = drain(server, sidecar, users, 600)
-        # The events the sidecar itself read (its own counter), not SHOW BINLOG EVENTS, which also
-        # lists annotate events a replica is never sent.
-        # Counts are reported in batches; a heartbeat after the backlog flushes the last one.
-        wait(lambda reader=sidecar: reader.metric_sum(HEARTBEATS) > 0, 30, "a heartbeat")
-        events = int(sidecar.metric_sum("cdc_offload_binlog_events_total") - sidecar.metric_sum(HEARTBEATS))
-        rows = count_rows(server, before, after)
-        results[name] = {
-            "transactions": written.transactions,
-            "events": events,
-            "rows": rows,
-            "users": users,
+        runs: list[dict[str, Any]] = []
+        for repeat in range(repeats):
+            database = f"bench_{name}_{repeat}"
+            create_busy_schema(server.port, database)
+            first = Sidecar(server, database, standin).start()
+            first.stop()
+            before = binlog_end(server)
+            written = write_busy(server.port, database, transactions, login_storm=storm)
+            after = binlog_end(server)
+            settle(server)
+            sidecar = Sidecar(server, database, standin).start()
+            users = written.watched_rows // 2
+            seconds = drain(server, sidecar, users, 600)
+            # The events the sidecar itself read (its own counter), not SHOW BINLOG EVENTS, which
+            # also lists annotate events a replica is never sent. Counts are reported in batches;
+            # a heartbeat after the backlog flushes the last one.
+            wait(lambda reader=sidecar: reader.metric_sum(HEARTBEATS) > 0, 30, "a heartbeat")
+            events = int(sidecar.metric_sum("cdc_offload_binlog_events_total") - sidecar.metric_sum(HEARTBEATS))
+            run: dict[str, Any] = {
+                "transactions": written.transactions,
+                "events": events,
+                "rows": count_rows(server, before, after),
+                "users": users,
+                "seconds": seconds,
+                "rss_mb": sidecar.peak_rss_mb(),
+            }
+            sidecar.stop()
+            # Side by side, the same stretch of binlog: the library's plain iteration (default
+            # settings), its best configuration, and the C decoder.
+            variant = Variant(
+                name, database, Position(*before), Position(*after), binlog_files(server, before, after), 0, 0
+            )
+            for reader, runner in readers:
+                settle(server)
+                started = time.perf_counter()
+                runner(server, variant)
+                run[f"{reader}_seconds"] = time.perf_counter() - started
+            runs.append(run)
+        events = statistics.median(r["events"] for r in runs)
+        seconds = statistics.median(r["seconds"] for r in runs)
+        result: dict[str, Any] = {
+            "transactions": runs[0]["transactions"],
+            "events": int(events),
+            "rows": runs[0]["rows"],
+            "users": runs[0]["users"],
             "seconds": seconds,
             "events_per_s": events / seconds,
-            "rows_per_s": rows / seconds,
-            "rss_mb": sidecar.peak_rss_mb(),
+            "rows_per_s": runs[0]["rows"] / seconds,
+            "rss_mb": max(r["rss_mb"] for r in runs),
+            "runs": runs,
         }
-        sidecar.stop()
-        # Side by side, the same stretch of binlog: the library's plain iteration (default
-        # settings), its best configuration, and the C decoder.
-        variant = Variant(
-            name, database, Position(*before), Position(*after), binlog_files(server, before, after), 0, 0
-        )
-        for reader, runner in (
-            ("library_default", run_library_default),
-            ("library_only_tables_frozen", run_library_filtered),
-            ("mariadb_binlog_v", run_mariadb_binlog),
-        ):
-            started = time.perf_counter()
-            runner(server, variant)
-            elapsed = time.perf_counter() - started
-            results[name][f"{reader}_events_per_s"] = events / elapsed
-            results[name][f"pipeline_vs_{reader}"] = (events / seconds) / (events / elapsed)
+        for reader, _ in readers:
+            elapsed = statistics.median(r[f"{reader}_seconds"] for r in runs)
+            result[f"{reader}_events_per_s"] = events / elapsed
+            result[f"pipeline_vs_{reader}"] = elapsed / seconds
+        results[name] = result
     return results
 
 
@@ -440,7 +507,7 @@ def main() -> None:
     report: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count(), "aws_latency_ms": 50}
     scenarios = {
         "seed": lambda: seed(server, standin, 200 if args.quick else 2000),
-        "busy": lambda: busy(server, standin, 2000 if args.quick else 20_000),
+        "busy": lambda: busy(server, standin, 2000 if args.quick else 20_000, 1 if args.quick else 3),
         "scaling": lambda: scaling(server, standin, [100, 1000] if args.quick else [100, 1000, 5000, 20_000]),
         "latency": lambda: latency(server, standin, 20, 5 if args.quick else 30),
         "memory": lambda: memory(server, standin, 20_000 if args.quick else 200_000, 500 if args.quick else 5000),
@@ -478,7 +545,11 @@ def _print_table(report: dict[str, Any]) -> None:
     if "busy" in report:
         print("\nbusy binlog through the whole pipeline:")
         for name, r in report["busy"].items():
-            print(f"  {name:<12} {r['events']:>8} events {r['seconds']:6.2f} s {r['events_per_s']:>10,.0f} events/s")
+            spread = ", ".join(f"{run['seconds']:.2f}" for run in r["runs"])
+            print(
+                f"  {name:<12} {r['events']:>8} events {r['seconds']:6.2f} s {r['events_per_s']:>10,.0f} events/s"
+                f"  (median of {spread} s)"
+            )
             for reader in ("library_default", "library_only_tables_frozen", "mariadb_binlog_v"):
                 print(
                     f"      {reader:<28} {r[f'{reader}_events_per_s']:>10,.0f} events/s"
@@ -489,7 +560,7 @@ def _print_table(report: dict[str, Any]) -> None:
         for users, r in report["scaling"].items():
             print(
                 f"  {users:>6} users {r['seconds']:7.2f} s {r['ms_per_user']:6.2f} ms/user"
-                f"  peak RSS {r['rss_mb']:.0f} MB"
+                f"  peak memory {r['rss_mb']:.0f} MB"
             )
     if "latency" in report:
         r = report["latency"]

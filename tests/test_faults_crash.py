@@ -164,9 +164,7 @@ def _binlog_dumps(moodle: MoodleDatabase) -> int:
     return int(count)
 
 
-def test_a_killed_sidecar_leaves_no_reader_process_behind(
-    moodle: MoodleDatabase, aws_endpoint: str
-) -> None:
+def test_a_killed_sidecar_leaves_no_reader_process_behind(moodle: MoodleDatabase, aws_endpoint: str) -> None:
     # The binlog is read in a child process. A SIGKILL gives the sidecar no chance to stop it: the
     # child must go by itself, or it would keep a dump open under our server id and hold the
     # sidecar's log pipe open. With a long heartbeat, finding the parent gone at its next message

@@ -20,7 +20,7 @@ from cdc_offload.binlog.decoders import FastRows, RowDecodeError, compile_row_re
 from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
 from cdc_offload.binlog.gtid import GtidState
 from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog.protocol import open_dump, parse_error
+from cdc_offload.binlog.protocol import connect, parse_error, start_dump
 from cdc_offload.binlog.tablemap import Column, TableMap, parse
 from cdc_offload.errors import SourceError
 from cdc_offload.model import Checkpoint, EventCounts, Position
@@ -108,8 +108,14 @@ class RawEvent:
 def raw_events(server: MariaDBSandbox, start: Position, end: Position) -> list[RawEvent]:
     """Every event in [start, end), straight off the dump connection."""
     dsn = Dsn(server.host, server.port, "root", "")
-    dump = open_dump(
-        dsn, server_id=7_001, file=start.file, offset=start.offset, blocking=False, heartbeat=None, read_timeout=10
+    dump = start_dump(
+        connect(dsn, 10),
+        server_id=7_001,
+        file=start.file,
+        offset=start.offset,
+        blocking=False,
+        heartbeat=None,
+        read_timeout=10,
     )
     stream = PacketStream(dump.sock)
     events: list[RawEvent] = []

@@ -75,30 +75,6 @@ def connect(dsn: Dsn, read_timeout: float) -> pymysql.Connection[Any]:
     return tls.connect(dsn, connection_kwargs(dsn, read_timeout))
 
 
-def open_dump(
-    dsn: Dsn,
-    *,
-    server_id: int,
-    file: str,
-    offset: int,
-    blocking: bool,
-    heartbeat: float | None,
-    read_timeout: float,
-    mariadb_gtid: str | None = None,
-) -> DumpConnection:
-    """`start_dump` on a new connection."""
-    return start_dump(
-        connect(dsn, read_timeout),
-        server_id=server_id,
-        file=file,
-        offset=offset,
-        blocking=blocking,
-        heartbeat=heartbeat,
-        read_timeout=read_timeout,
-        mariadb_gtid=mariadb_gtid,
-    )
-
-
 def start_dump(
     connection: pymysql.Connection[Any],
     *,

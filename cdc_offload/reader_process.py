@@ -155,6 +155,8 @@ class ProcessSource:
         self._closed = False
 
     def __iter__(self) -> Iterator[SourceItem]:
+        if self._closed:
+            return
         start_fork_server()
         context = _context()
         receiver, sender = context.Pipe(duplex=False)
@@ -164,12 +166,12 @@ class ProcessSource:
             name="binlog-reader",
             daemon=True,
         )
-        if self._closed:
-            return
         process.start()
         self._process = process
         sender.close()
         try:
+            if self._closed:  # `close` ran while the child was starting, before it could see it
+                return
             while True:
                 try:
                     message = receiver.recv()

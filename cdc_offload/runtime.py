@@ -15,7 +15,6 @@ from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint
 from cdc_offload.pipeline import Pipeline, RunOptions, Source
-from cdc_offload.reader_process import ProcessSource
 from cdc_offload.server import current_end
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
@@ -47,7 +46,7 @@ def make_sink(settings: Settings) -> Sink:
 
 def source_factory(settings: Settings, start: Checkpoint) -> Source:
     if reader_process.supported():
-        return ProcessSource(settings, start, open_source)
+        return reader_process.ProcessSource(settings, start, open_source)
     return open_source(settings, start)
 
 

@@ -152,20 +152,21 @@ class Sidecar:
             self.process.wait(60)
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _proc_mb(pid: int, file: str, field: str) -> float:
+    """A kB field of /proc/PID/FILE in MB (0 once the process is gone)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/{file}").read_text()
     except OSError:
         return 0.0
-    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0.0)
+    return next((int(line.split()[1]) / 1024 for line in text.splitlines() if line.startswith(field)), 0.0)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return _proc_mb(pid, "status", "VmHWM:")
 
 
 def _pss_mb(pid: int) -> float:
-    try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0.0
-    return next((int(line.split()[1]) / 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0.0)
+    return _proc_mb(pid, "smaps_rollup", "Pss:")
 
 
 def _descendants(pid: int) -> set[int]:
@@ -189,8 +190,8 @@ def settle(server: MariaDBSandbox, quiet: float = 0.05, timeout: float = 60.0) -
     """Wait until MariaDB has finished the work behind what was just written (InnoDB purge and
     page flushing use a core of two for seconds after a big write), so that no reader measured
     here pays for another's writes: until it uses under `quiet` of a core for half a second."""
-    stat = Path(server.root / "mysqld.pid").read_text().strip()
-    path = Path(f"/proc/{stat}/stat")
+    pid = (server.root / "mysqld.pid").read_text().strip()
+    path = Path(f"/proc/{pid}/stat")
     ticks = os.sysconf("SC_CLK_TCK")
 
     def cpu_seconds() -> float:

@@ -5,6 +5,7 @@ out, and the commit it tries after SIGCONT is refused."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -14,14 +15,20 @@ from cdc_offload.demo.stack import MoodleDatabase
 from tests.faults.fixtures import fast_moto  # noqa: F401 - autouse
 from tests.faults.invariant import accepted_by_sqs, check, report
 from tests.faults.scenario import Upload, make_queue, prepare, settings_for, wait_handled
-from tests.faults.sidecar import SidecarProcess, sidecar_env, wait_until
+from tests.faults.sidecar import Event, SidecarProcess, sidecar_env, wait_until
 from tests.support import wait_for
 
 LEADERSHIP = {"standby_poll": 0.3, "lock_lease": 4.0}
 
 
-def _dispatch_times(process: SidecarProcess) -> list[float]:
-    return [e["_at"] for e in process.named("batch_dispatching")]
+def _emitted(event: Event) -> datetime:
+    """When the process itself wrote the line. `_at` is when this test read it, which for a line
+    written just before a SIGKILL can be after the kill: it cannot order two processes' actions."""
+    return datetime.fromisoformat(event["ts"])
+
+
+def _dispatch_times(process: SidecarProcess) -> list[datetime]:
+    return [_emitted(e) for e in process.named("batch_dispatching")]
 
 
 @pytest.mark.slow
@@ -46,11 +53,13 @@ def test_standby_takes_over_when_the_active_one_is_killed(moodle: MoodleDatabase
     wait_handled(moodle, settings.state_schema, ids)
     assert second.terminate() == 0
 
-    # Only one ever dispatched: the second started sending only after it held the lock, and the
-    # first never sent after it died.
-    assert all(t < killed for t in _dispatch_times(first))
-    assert all(t >= took_over["_at"] for t in _dispatch_times(second))
+    # Only one ever dispatched: every send of the first came before the second held the lock, and
+    # the second sent only once it held it (the first is reaped, so all its lines are in).
+    led_from = _emitted(took_over)
+    assert _dispatch_times(first), "the first was at work when it was killed"
+    assert max(_dispatch_times(first)) < led_from
     assert _dispatch_times(second), "the standby did the rest of the work"
+    assert min(_dispatch_times(second)) >= led_from
     assert takeover < LEADERSHIP["standby_poll"] + 3.0, f"takeover took {takeover:.2f}s"
     verdict = check(moodle, ids, accepted_by_sqs(queue_url), settings.state_schema)
     verdict.assert_nothing_lost()

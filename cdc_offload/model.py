@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
+def _pickled_by_fields(cls: type[_T]) -> type[_T]:
+    """Pickle as a constructor call with the field values. What the binlog reader process sends
+    the loop is these; the `__getstate__`/`__setstate__` a slots dataclass gets looks its fields up
+    for every object, which made unpickling ~3x slower (10.6 against 3.6 µs an item here)."""
+    values = operator.attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
+
+    def __reduce__(self: _T) -> tuple[Callable[..., _T], tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    return cls
+
+
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True, order=True)
 class Position:
     """A binlog coordinate. `offset` is where the next event starts, so a position taken at a
@@ -25,6 +44,7 @@ class Position:
         return cls(name, int(offset))
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """Where a restart resumes: a transaction boundary, with the GTID state there when known."""
@@ -36,6 +56,7 @@ class Checkpoint:
     source_server_id: str | None = None
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class UserRow:
     id: int
@@ -52,6 +73,7 @@ class UserRow:
         return f"UserRow(id={self.id})"
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
@@ -68,6 +90,7 @@ class OutboxRow:
         return f"OutboxRow(id={self.id}, userid={self.userid}, templatename={self.templatename!r})"
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """An INSERT on a watched table. `start` is the boundary before its transaction: resuming
@@ -78,6 +101,7 @@ class ChangeEvent:
     event_time: int
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Commit:
     """The end of a transaction: `position` is a safe place to resume."""
@@ -93,6 +117,7 @@ class Idle:
     now: float
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Undecodable:
     """A watched row we could not decode: left to Moodle, counted, never guessed at."""

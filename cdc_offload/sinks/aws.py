@@ -29,6 +29,10 @@ def client_config(settings: SinkSettings) -> botocore.config.Config:
         read_timeout=settings.deadline,
         max_pool_connections=settings.concurrency,
         tcp_keepalive=True,
+        # The requests are built by the sinks from typed jobs, and AWS checks them anyway (a
+        # refused one is left to Moodle). Checking each against the service model here cost ~0.4 ms
+        # of CPU a SendMessageBatch call (of ~2.9), on the process that also reads and commits.
+        parameter_validation=False,
     )
 
 

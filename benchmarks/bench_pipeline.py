@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,7 +511,7 @@ def main() -> None:
     server = MariaDBSandbox(extra_options=("--max-binlog-size=1G",))
     server.start()
     report: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count(), "aws_latency_ms": 50}
-    scenarios = {
+    scenarios: dict[str, Callable[[], dict[str, Any]]] = {
         "seed": lambda: seed(server, standin, 200 if args.quick else 2000),
         "busy": lambda: busy(server, standin, 2000 if args.quick else 20_000, 1 if args.quick else 3),
         "scaling": lambda: scaling(server, standin, [100, 1000] if args.quick else [100, 1000, 5000, 20_000]),

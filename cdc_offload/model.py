@@ -84,6 +84,10 @@ class OutboxRow:
     companyid: int
     subject: str = ""
     body: str = ""
+    # IOMAD's PHP-serialized copy of the template (and To:/Cc:/reply-to: strings) frozen at queue
+    # time: it decides who else receives the row. "" when NULL.
+    headers: str = ""
+    senderid: int | None = None
 
     def __repr__(self) -> str:
         # A stray log line or traceback showing this row must not carry the body (the password).
@@ -147,6 +151,13 @@ class Status(enum.StrEnum):
     FALLBACK = "fallback"
     SKIPPED = "skipped"
     STALE = "stale"
+    # Claim-first: the outbox row is ours (hidden from IOMAD's task) and AWS has not answered yet.
+    CLAIMED = "claimed"
+    # AWS's answer never came (deadline, crash after dispatch): the row went back to Moodle, so
+    # the user may get it twice. The only duplicate kind left, and counted.
+    UNCERTAIN = "uncertain"
+    # IOMAD's task marked a row we had delivered: it sent it too (seen in the binlog, mark-sent mode).
+    DUPLICATE_OBSERVED = "duplicate_observed"
 
 
 class Reason(enum.StrEnum):
@@ -166,6 +177,66 @@ class Reason(enum.StrEnum):
     AWS_REJECTED = "aws_rejected"
     AWS_UNAVAILABLE = "aws_unavailable"
     SENT_BY_MOODLE = "sent_by_moodle"
+    # Rows the sidecar cannot reproduce exactly as IOMAD's task would: left to Moodle whole.
+    BAD_HEADERS = "bad_headers"
+    ATTACHMENT = "attachment"
+    DIVERTED = "divertallemailsto"
+    NO_EMAIL_EVER = "noemailever"
+    TEMPLATE_DISABLED = "template_disabled"
+    RECIPIENTS_UNKNOWN = "recipients_unknown"
+    DEPARTMENT_UNKNOWN = "department_unknown"
+    # The row was claimed and AWS's answer is unknown (deadline, restart): restored for Moodle.
+    NO_ANSWER = "no_answer"
+    # The lock IOMAD's email task runs under was held (the task is running) past our wait.
+    TASK_RUNNING = "task_running"
+
+
+class RecipientKind(enum.StrEnum):
+    """Who a copy of an outbox row goes to, in the order IOMAD's task sends them."""
+
+    USER = "user"
+    EMAILTO = "emailto"
+    EMAILCC = "emailcc"
+    EMAILTOOTHER = "emailtoother"
+    EMAILCCOTHER = "emailccother"
+    MANAGER = "manager"
+    SUPERVISOR = "supervisor"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One copy of an outbox row: IOMAD sends every recipient a separate email."""
+
+    index: int
+    kind: RecipientKind
+    address: str
+    name: str = ""
+    user_id: int | None = None
+
+    def __repr__(self) -> str:
+        # Addresses stay out of logs and tracebacks.
+        return f"Recipient(index={self.index}, kind={self.kind.value}, user_id={self.user_id})"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """From, FromName and Reply-To as IOMAD's task would set them. `address` None: the sink's
+    configured no-reply address (`--from`), as IOMAD uses the site's."""
+
+    address: str | None = None
+    name: str = ""
+    reply_to: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Sender(own_address={self.address is not None})"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Everyone who receives the row and who it comes from."""
+
+    recipients: tuple[Recipient, ...]
+    sender: Sender = Sender()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +247,8 @@ class Job:
     user: UserRow | None
     start: Checkpoint
     event_time: int
+    # Filled in by the recipient look-up before dispatch; None means the user alone.
+    envelope: Envelope | None = None
 
 
 @dataclass(frozen=True, slots=True)

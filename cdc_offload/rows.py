@@ -90,4 +90,6 @@ def _outbox_row(values: Mapping[str, object], tables: TableNames) -> OutboxRow:
         companyid=_integer("companyid", get("companyid"), nullable=True) or 0,
         subject=_text("subject", get("subject"), nullable=False),
         body=_text("body", get("body"), nullable=False),
+        headers=_text("headers", values.get(tables.column("headers"))),
+        senderid=_integer("senderid", values.get(tables.column("senderid")), nullable=True),
     )

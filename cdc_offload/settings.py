@@ -159,12 +159,31 @@ class TableNames:
     def outbox_table(self) -> str:
         return identifier("--table-prefix", self.prefix + self.outbox)
 
+    def recipient_tables(self) -> tuple[str, ...]:
+        """IOMAD's tables the recipient look-up reads (managers, departments, supervisors' profile
+        field, templates' state, site config)."""
+        return tuple(
+            f"{self.prefix}{name}"
+            for name in ("company", "company_users", "department", "user_info_data", "email_template", "config")
+        )
+
     def column(self, logical: str) -> str:
         """The site's name for one of the outbox columns we use (id, userid, sent, ...)."""
         return dict(self.outbox_columns).get(logical, logical)
 
 
-OUTBOX_LOGICAL_COLUMNS = ("id", "userid", "templatename", "sent", "due", "companyid", "subject", "body")
+OUTBOX_LOGICAL_COLUMNS = (
+    "id",
+    "userid",
+    "templatename",
+    "sent",
+    "due",
+    "companyid",
+    "subject",
+    "body",
+    "headers",
+    "senderid",
+)
 
 
 def parse_column_overrides(option: str, pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

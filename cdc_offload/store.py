@@ -72,6 +72,32 @@ def schema_statements(schema: str) -> list[str]:
             KEY ledger_handled (handled_at),
             KEY ledger_status (status, handled_at)
         ) ENGINE=InnoDB""",
+        # Installs from before `duplicate_observed` (18 characters) had VARCHAR(16).
+        f"ALTER TABLE `{schema}`.`ledger` MODIFY status VARCHAR(20) NOT NULL",
+        # One row per copy of an outbox row (IOMAD sends the user, the template's lists, managers
+        # and supervisors a separate email each). The address is kept only as a SHA-256 of its
+        # lower-cased form (support can match a known address) and a masked form for reading;
+        # never the address itself. `status` is the sidecar's word (accepted / failed / not_sent);
+        # the `delivery_*` columns are SES's later word (delivered, bounced, ...), from `events`.
+        f"""CREATE TABLE IF NOT EXISTS `{schema}`.`ledger_recipient` (
+            outbox_id BIGINT NOT NULL,
+            recipient_index SMALLINT UNSIGNED NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            recipient_user_id BIGINT NULL,
+            address_hash CHAR(64) NOT NULL,
+            address_masked VARCHAR(128) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            message_id VARCHAR(128) NULL,
+            error_code VARCHAR(64) NULL,
+            ses_message_id VARCHAR(128) NULL,
+            delivery VARCHAR(16) NULL,
+            delivery_detail VARCHAR(64) NULL,
+            delivery_at DATETIME(6) NULL,
+            updated_at DATETIME(6) NOT NULL,
+            PRIMARY KEY (outbox_id, recipient_index),
+            KEY ledger_recipient_message (message_id),
+            KEY ledger_recipient_ses_message (ses_message_id)
+        ) ENGINE=InnoDB""",
     ]
 
 
@@ -88,6 +114,11 @@ def grant_statements(settings: Settings, reader_user: str, writer_user: str, hos
         f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{reader_user}'@'{host}';",
         f"GRANT SELECT ON `{moodle}`.`{user}` TO '{reader_user}'@'{host}';",
         f"GRANT SELECT ON `{moodle}`.`{outbox}` TO '{reader_user}'@'{host}';",
+        # Who else receives a row, read the way IOMAD's email task reads it when it sends.
+        *(
+            f"GRANT SELECT ON `{moodle}`.`{table}` TO '{reader_user}'@'{host}';"
+            for table in settings.tables.recipient_tables()
+        ),
         f"CREATE USER IF NOT EXISTS '{writer_user}'@'{host}' IDENTIFIED BY '<writer password>';",
         f"GRANT SELECT, DELETE, UPDATE (`{sent}`) ON `{writer_db}`.`{outbox}` TO '{writer_user}'@'{host}';",
         f"GRANT ALL PRIVILEGES ON `{schema}`.* TO '{writer_user}'@'{host}';",

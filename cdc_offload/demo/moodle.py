@@ -10,16 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import phpserialize
+
 # The reference DDL of the two watched tables (Moodle core's mdl_user, IOMAD 4.3's mdl_email).
 REFERENCE_DDL = Path(__file__).with_name("moodle_schema.sql")
+# IOMAD's tables that decide who else receives an outbox row (companies, departments, managers,
+# profile fields, templates, config, scheduled tasks), as a real IOMAD 4.3.7 creates them.
+IOMAD_DDL = Path(__file__).with_name("iomad_tables.sql")
+
+
+def _ddl(path: Path, prefix: str) -> list[str]:
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")]
+    statements = [part.strip() for part in "\n".join(lines).split(";")]
+    ddl = [s[s.index("CREATE TABLE") :] for s in statements if "CREATE TABLE" in s]
+    return [d.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1).replace("mdl_", prefix) for d in ddl]
 
 
 def watched_table_ddl(prefix: str = "mdl_") -> list[str]:
     """The two CREATE TABLE statements, for another table prefix if asked."""
-    lines = [line for line in REFERENCE_DDL.read_text().splitlines() if not line.lstrip().startswith("--")]
-    statements = [part.strip() for part in "\n".join(lines).split(";")]
-    ddl = [s[s.index("CREATE TABLE") :] for s in statements if "CREATE TABLE" in s]
-    return [d.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1).replace("mdl_", prefix) for d in ddl]
+    return _ddl(REFERENCE_DDL, prefix)
+
+
+def iomad_table_ddl(prefix: str = "mdl_") -> list[str]:
+    return _ddl(IOMAD_DDL, prefix)
 
 
 NEIGHBOUR_DDL = (
@@ -33,9 +46,6 @@ NEIGHBOUR_DDL = (
     """CREATE TABLE IF NOT EXISTS {p}cache_flags (id BIGINT AUTO_INCREMENT PRIMARY KEY, flagtype VARCHAR(255) NOT NULL,
        name VARCHAR(255) NOT NULL, timemodified BIGINT NOT NULL, value LONGTEXT NOT NULL, expiry BIGINT NOT NULL)
        ENGINE=InnoDB""",
-    """CREATE TABLE IF NOT EXISTS {p}company_users (id BIGINT AUTO_INCREMENT PRIMARY KEY, companyid BIGINT NOT NULL,
-       userid BIGINT NOT NULL, managertype TINYINT NOT NULL DEFAULT 0, departmentid BIGINT NOT NULL DEFAULT 0)
-       ENGINE=InnoDB""",
     """CREATE TABLE IF NOT EXISTS {p}logstore_standard_log (id BIGINT AUTO_INCREMENT PRIMARY KEY,
        eventname VARCHAR(255) NOT NULL, component VARCHAR(100) NOT NULL, action VARCHAR(100) NOT NULL,
        userid BIGINT NOT NULL, relateduserid BIGINT NULL, other LONGTEXT NULL, timecreated BIGINT NOT NULL)
@@ -46,10 +56,65 @@ SUBJECT = "A new on-line learning account has been created for you"
 
 
 def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
-    for ddl in watched_table_ddl(prefix):
+    for ddl in watched_table_ddl(prefix) + iomad_table_ddl(prefix):
         cursor.execute(ddl)
     for ddl in NEIGHBOUR_DDL:
         cursor.execute(ddl.format(p=prefix))
+    # One company with one top department, as IOMAD's installer and company form leave them.
+    cursor.execute(
+        f"INSERT IGNORE INTO {prefix}company (id, name, shortname, city, country) "
+        "VALUES (1, 'Demo Academy', 'demo', 'Lisbon', 'PT')"
+    )
+    cursor.execute(
+        f"INSERT IGNORE INTO {prefix}department (id, name, shortname, company, parent) "
+        "VALUES (1, 'Demo Academy', 'demo', 1, 0)"
+    )
+
+
+# The 22 properties of IOMAD's template object, in the order `queue_for_cron()` serializes them;
+# the integer ones are flags IOMAD sets itself (serialized as i:), the rest come back from the
+# database as strings.
+_TEMPLATE_FIELDS = (
+    "id", "companyid", "name", "lang", "subject", "body", "signature", "disabled", "disabledmanager",
+    "disabledsupervisor", "emailto", "emailtoother", "emailcc", "emailccother", "emailfrom", "emailfromother",
+    "emailreplyto", "emailreplytoother", "repeatperiod", "repeatvalue", "repeatday", "emailfromothername",
+)  # fmt: skip
+_INTEGER_FIELDS = frozenset(
+    {"disabled", "disabledmanager", "disabledsupervisor", "repeatperiod", "repeatvalue", "repeatday"}
+)
+
+
+def iomad_headers(
+    name: str = "user_create",
+    *,
+    template_id: int = 38,
+    companyid: int = 1,
+    header_lines: Sequence[str] = (),
+    extra: dict[str, object] | None = None,
+    **fields: str | int,
+) -> str:
+    """`mdl_email.headers` exactly as IOMAD's `queue_for_cron()` writes it: PHP `serialize()` of an
+    array whose integer keys hold `To:`/`Cc:`/`reply-to:` strings and whose `template` key holds
+    the template as a stdClass (see shared/reference/iomad-headers-examples.md). `fields` set
+    template properties (emailtoother="a@b.example", disabledmanager=1, ...); `extra` adds keys
+    such as `attachment`."""
+    values: dict[str, str | int] = {
+        "id": str(template_id),
+        "companyid": str(companyid),
+        "name": name,
+        "lang": "en",
+        "subject": f"Subject of the {name} template",
+        "body": f"<p>Body of the {name} template with {{User_FirstName}} and {{User_Newpassword}}</p>",
+    }
+    values.update(fields)
+    template = {key: values.get(key, 0 if key in _INTEGER_FIELDS else "") for key in _TEMPLATE_FIELDS}
+    array: dict[object, object] = dict(enumerate(header_lines))
+    array["template"] = phpserialize.phpobject("stdClass", template)
+    array.update(extra or {})
+    return bytes(phpserialize.dumps(array)).decode()
+
+
+DEFAULT_HEADERS = iomad_headers()
 
 
 def credential_body(username: str, password: str, firstname: str) -> str:
@@ -74,6 +139,8 @@ class NewUser:
     template: str = "user_create"
     due_offset: int = 0
     sent: int | None = None
+    departmentid: int = 1
+    headers: str | None = DEFAULT_HEADERS
 
 
 def make_users(count: int, *, start: int = 0, password: str = "Tmp#pass1&") -> list[NewUser]:
@@ -130,7 +197,7 @@ def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now:
             "VALUES ('userpreferenceschanged', %s, %s, '1', %s)",
             (str(userid), now, now + 7200),
         )
-        outbox_id = _insert_outbox(c, user, userid, p, now, headers='a:1:{s:8:"template";s:11:"user_create";}')
+        outbox_id = _insert_outbox(c, user, userid, p, now, headers=user.headers)
         c.execute(
             f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'auth_forcepasswordchange', '1')",
             (userid,),
@@ -140,7 +207,10 @@ def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now:
             f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'iomad_temporary', 'enc')", (userid,)
         )
         c.execute(f"DELETE FROM {p}user_preferences WHERE userid = %s AND name = 'create_password'", (userid,))
-        c.execute(f"INSERT INTO {p}company_users (companyid, userid) VALUES (%s, %s)", (user.companyid, userid))
+        c.execute(
+            f"INSERT INTO {p}company_users (companyid, userid, departmentid) VALUES (%s, %s, %s)",
+            (user.companyid, userid, user.departmentid),
+        )
     return userid, outbox_id
 
 
@@ -155,7 +225,7 @@ def create_users_bulk(
         with connection.cursor() as c:
             for user in users:
                 userid = _insert_user(c, user, prefix, now)
-                ids.append((userid, _insert_outbox(c, user, userid, prefix, now)))
+                ids.append((userid, _insert_outbox(c, user, userid, prefix, now, headers=user.headers)))
         connection.commit()
     except BaseException:
         connection.rollback()

@@ -144,6 +144,27 @@ tuning_options = _compose(
         "--breaker-failures", type=int, default=5, show_default=True, help="Failed AWS rounds in a row that open it."
     ),
     option("--breaker-cooldown", type=float, default=30.0, show_default=True, help="Seconds the breaker stays open."),
+    option(
+        "--clock-skew",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Seconds the web servers', the database's and this host's clocks may disagree.",
+    ),
+    option(
+        "--pair-window-bytes",
+        type=int,
+        default=256 * 1024 * 1024,
+        show_default=True,
+        help="Binlog bytes a row may wait for its partner, whatever its timestamps say.",
+    ),
+    option(
+        "--shutdown-grace",
+        type=float,
+        default=20.0,
+        show_default=True,
+        help="After SIGTERM, seconds to retry a commit the primary refused before exiting non-zero.",
+    ),
 )
 pipeline_options = _compose(sink_options, _sender_option("--from", "--ses-from"), tuning_options)
 replay_pipeline_options = _compose(sink_options, _sender_option("--ses-from"), tuning_options)
@@ -240,6 +261,9 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             standby_poll=params.get("standby_poll", 1.0),
             metrics_port=params.get("metrics_port"),
             metrics_host=params.get("metrics_host", "0.0.0.0"),
+            clock_skew=params.get("clock_skew", 5.0),
+            pair_window_bytes=params.get("pair_window_bytes", 256 * 1024 * 1024),
+            shutdown_grace=params.get("shutdown_grace", 20.0),
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None

@@ -1,16 +1,29 @@
 """Pair each outbox INSERT with the INSERT of its user, in either order, within a window of
-binlog event time.
+binlog time.
 
-IOMAD writes the two rows ~6 transactions apart, so both sides wait here. Time is the binlog's
-(the commit timestamps), so a replay of the same stretch pairs the same way; only when the
-stream is idle does wall time move the window (`Idle`), so a lone row does not wait forever.
+IOMAD writes the two rows ~6 transactions apart, so both sides wait here. Expiry is decided by
+the stream alone, never by this host's clock, so a sidecar clock that is off, a replica that
+lags, or a replay of the same stretch all pair the same way:
+
+- The stream's clock is the median of the last few commit times and never goes back: one
+  transaction stamped a day ahead (`SET TIMESTAMP`, a clock step on the primary) or a day behind
+  does not move it, so its neighbours still pair.
+- Every waiting row is stamped with that clock and with how many binlog bytes the stream had
+  read when it arrived. It expires when the clock has moved `pair_window` past its stamp, or the
+  stream `max_bytes` past it, whichever comes first: the byte bound holds whatever the
+  timestamps say (a run of bad ones can stop the clock), so no row pins the checkpoint for long.
+- When the server has nothing to send (heartbeats), silence counts as time: a lone row expires
+  after `pair_window` of stream time and silence together, measured as a duration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc_offload.model import ChangeEvent, Checkpoint, Job, OutboxRow, UserRow
+from cdc_offload.model import ChangeEvent, Checkpoint, Job, OutboxRow, Position, UserRow
+
+# Commit times the stream clock takes its median of: a run of up to two bad timestamps is ignored.
+CLOCK_SPAN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,26 +31,86 @@ class _Seen:
     user: UserRow
     start: Checkpoint
     event_time: int
+    # The stream's clock and byte count when the row arrived (what its expiry is measured from).
+    stamp: float
+    read: int
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitingRow:
+    job: Job
+    stamp: float
+    read: int
+
+
+class StreamClock:
+    """Binlog time that one stray timestamp cannot move: the lower median of the last
+    `CLOCK_SPAN` commit times, never going back."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._recent: list[int] = []
+        self._next = 0
+
+    def observe(self, event_time: int) -> None:
+        recent = self._recent
+        if len(recent) < CLOCK_SPAN:
+            recent.append(event_time)
+        else:
+            recent[self._next] = event_time
+            self._next = (self._next + 1) % CLOCK_SPAN
+        median = sorted(recent)[(len(recent) - 1) // 2]
+        if median > self.now:
+            self.now = float(median)
+
+
+class StreamBytes:
+    """How many binlog bytes the stream has moved through, across file rotations."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self._file = ""
+        self._offset = 0
+        self._before_file = 0
+
+    def reach(self, position: Position) -> None:
+        if not self._file:
+            # Counted from the first position this session sees, wherever in its file that is.
+            self._file, self._offset, self._before_file = position.file, position.offset, -position.offset
+            return
+        if position.file != self._file:
+            # A rotation: the old file's tail after the last position seen is not counted, so the
+            # count only ever errs towards letting a row wait a little longer.
+            self._before_file += self._offset
+            self._file = position.file
+            self._offset = 0
+        if position.offset > self._offset:
+            self._offset = position.offset
+            self.read = self._before_file + position.offset
 
 
 class Correlator:
     """Holds rows waiting for their partner; emits `Job`s in binlog order of completion."""
 
-    def __init__(self, pair_window: float, templates: frozenset[str]) -> None:
+    def __init__(self, pair_window: float, templates: frozenset[str], max_bytes: int = 256 * 1024 * 1024) -> None:
         self._window = pair_window
+        self._max_bytes = max_bytes
         self._templates = templates
+        self._clock = StreamClock()
+        self._bytes = StreamBytes()
+        self._silent_for = 0.0
         # Users whose outbox row has not come yet: they hold the checkpoint back.
         self._waiting_users: dict[int, _Seen] = {}
         # Users already paired once, kept for the window in case a second candidate row follows.
         self._paired_users: dict[int, _Seen] = {}
         # Candidate outbox rows whose user INSERT has not come yet, by outbox id (binlog order).
-        self._waiting_rows: dict[int, Job] = {}
+        self._waiting_rows: dict[int, _WaitingRow] = {}
         self._waiting_rows_by_user: dict[int, list[int]] = {}
-        self._watermark = 0.0
 
     @property
-    def watermark(self) -> float:
-        return self._watermark
+    def stream_time(self) -> float:
+        """The stream's clock (binlog time, robust to a stray timestamp); 0 before any commit."""
+        return self._clock.now
 
     def pending_count(self) -> int:
         return len(self._waiting_users) + len(self._waiting_rows)
@@ -45,8 +118,13 @@ class Correlator:
     def is_candidate(self, row: OutboxRow) -> bool:
         return row.sent is None and row.templatename in self._templates
 
+    def is_waiting_user(self, user_id: int) -> bool:
+        return user_id in self._waiting_users
+
     def add(self, event: ChangeEvent) -> list[Job]:
-        self._watermark = max(self._watermark, float(event.event_time))
+        if not self._clock.now:
+            # The first row after a start: its own time is all the stream has said so far.
+            self._clock.observe(event.event_time)
         row = event.row
         if isinstance(row, UserRow):
             return self._add_user(row, event)
@@ -58,7 +136,8 @@ class Correlator:
         self._forget_waiting_row(row.id)
         seen = self._waiting_users.pop(row.userid, None) or self._paired_users.get(row.userid)
         if seen is None:
-            self._waiting_rows[row.id] = Job(row, None, event.start, event.event_time)
+            job = Job(row, None, event.start, event.event_time)
+            self._waiting_rows[row.id] = _WaitingRow(job, self._clock.now, self._bytes.read)
             self._waiting_rows_by_user.setdefault(row.userid, []).append(row.id)
             return []
         self._paired_users.pop(row.userid, None)
@@ -66,17 +145,18 @@ class Correlator:
         return [self._pair(row, seen, event.start, event.event_time)]
 
     def _forget_waiting_row(self, outbox_id: int) -> None:
-        job = self._waiting_rows.pop(outbox_id, None)
-        if job is None:
+        waiting = self._waiting_rows.pop(outbox_id, None)
+        if waiting is None:
             return
-        siblings = self._waiting_rows_by_user.get(job.outbox.userid, [])
+        userid = waiting.job.outbox.userid
+        siblings = self._waiting_rows_by_user.get(userid, [])
         if outbox_id in siblings:
             siblings.remove(outbox_id)
         if not siblings:
-            self._waiting_rows_by_user.pop(job.outbox.userid, None)
+            self._waiting_rows_by_user.pop(userid, None)
 
     def _add_user(self, user: UserRow, event: ChangeEvent) -> list[Job]:
-        seen = _Seen(user, event.start, event.event_time)
+        seen = _Seen(user, event.start, event.event_time, self._clock.now, self._bytes.read)
         outbox_ids = self._waiting_rows_by_user.pop(user.id, None)
         # A user id seen again moves to the end of its map (binlog order), with its newer image.
         self._waiting_users.pop(user.id, None)
@@ -85,32 +165,50 @@ class Correlator:
             self._waiting_users[user.id] = seen
             return []
         self._paired_users[user.id] = seen
-        rows = [self._waiting_rows.pop(outbox_id) for outbox_id in outbox_ids]
+        rows = [self._waiting_rows.pop(outbox_id).job for outbox_id in outbox_ids]
         return [self._pair(job.outbox, seen, job.start, job.event_time) for job in rows]
 
     @staticmethod
     def _pair(row: OutboxRow, seen: _Seen, row_start: Checkpoint, row_time: int) -> Job:
         start = min(row_start, seen.start, key=lambda c: c.position)
-        return Job(row, seen.user, start, max(row_time, seen.event_time))
+        # The outbox row's own time: its freshness is how long it has been visible to Moodle's
+        # cron, not how long ago its partner came.
+        return Job(row, seen.user, start, row_time)
 
-    def advance(self, now: float) -> list[Job]:
-        """Move the clock (binlog time, or wall time when idle) and expire what waited too long.
-        Expired outbox rows come back with no user: they are Moodle's to send."""
-        self._watermark = max(self._watermark, now)
-        horizon = self._watermark - self._window
+    def advance(self, event_time: int, position: Position) -> list[Job]:
+        """A transaction ended at `position`, stamped `event_time`: move the stream on and expire
+        what waited too long. Expired outbox rows come back with no user: they are Moodle's."""
+        self._clock.observe(event_time)
+        self._bytes.reach(position)
+        self._silent_for = 0.0
+        return self._expire(0.0)
+
+    def advance_idle(self, silent_for: float) -> list[Job]:
+        """The server has sent nothing for `silent_for` seconds (a duration on this host, so its
+        clock's offset does not matter): silence counts towards the window."""
+        self._silent_for = silent_for
+        return self._expire(silent_for)
+
+    def expire_all(self) -> list[Job]:
+        """The end of a replayed stretch: nothing more can come, every waiting row is Moodle's."""
+        return self._expire(float("inf"))
+
+    def _expire(self, silence: float) -> list[Job]:
+        horizon = self._clock.now + silence - self._window
+        read_horizon = self._bytes.read - self._max_bytes
         expired: list[Job] = []
-        # Each map is in binlog order, so only its head can have expired: this runs on every
-        # commit, and copying the maps (every user paired within the window) made it O(n) each.
+        # Stamps only grow along each map (binlog order), so only its head can have expired: this
+        # runs on every commit, and copying the maps made it O(n) each.
         while self._waiting_rows:
-            outbox_id, job = next(iter(self._waiting_rows.items()))
-            if job.event_time >= horizon:
+            outbox_id, waiting = next(iter(self._waiting_rows.items()))
+            if waiting.stamp >= horizon and waiting.read >= read_horizon:
                 break
-            expired.append(job)
+            expired.append(waiting.job)
             self._forget_waiting_row(outbox_id)
         for users in (self._waiting_users, self._paired_users):
             while users:
                 user_id, seen = next(iter(users.items()))
-                if seen.event_time >= horizon:
+                if seen.stamp >= horizon and seen.read >= read_horizon:
                     break
                 del users[user_id]
         return expired
@@ -120,12 +218,15 @@ class Correlator:
         # Both maps are in binlog order, so each one's first entry is its oldest.
         user = next(iter(self._waiting_users.values()), None)
         row = next(iter(self._waiting_rows.values()), None)
-        starts = [entry.start for entry in (user, row) if entry is not None]
+        starts = [user.start] if user is not None else []
+        if row is not None:
+            starts.append(row.job.start)
         return min(starts, key=lambda c: c.position) if starts else None
 
-    def waiting_since(self) -> int | None:
-        """Event time of the oldest row still waiting for its partner."""
+    def oldest_wait(self) -> float | None:
+        """How long the oldest row has waited for its partner, in stream time plus silence (never
+        this host's clock against a timestamp, which reads 0 when either is off); None: none waits."""
         user = next(iter(self._waiting_users.values()), None)
         row = next(iter(self._waiting_rows.values()), None)
-        times = [entry.event_time for entry in (user, row) if entry is not None]
-        return min(times) if times else None
+        stamps = [entry.stamp for entry in (user, row) if entry is not None]
+        return self._clock.now - min(stamps) + self._silent_for if stamps else None

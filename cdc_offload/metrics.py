@@ -36,6 +36,7 @@ OUTCOMES: tuple[tuple[Status, Reason], ...] = (
     (Status.FALLBACK, Reason.AWS_UNAVAILABLE),
     (Status.FALLBACK, Reason.TOO_LARGE),
     (Status.STALE, Reason.TOO_OLD),
+    (Status.STALE, Reason.CLOCK_SKEW),
     *(
         (Status.SKIPPED, r)
         for r in (

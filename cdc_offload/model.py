@@ -189,6 +189,8 @@ class Reason(enum.StrEnum):
     NO_ANSWER = "no_answer"
     # The lock IOMAD's email task runs under was held (the task is running) past our wait.
     TASK_RUNNING = "task_running"
+    # The row's timestamp is ahead of this host's clock by more than --clock-skew: its age is unknown.
+    CLOCK_SKEW = "clock_skew"
 
 
 class RecipientKind(enum.StrEnum):

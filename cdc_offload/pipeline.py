@@ -244,7 +244,9 @@ class Session:
         self._options = options
         self._tally = tally
         self._clock = clock
-        self._correlator = Correlator(settings.pair_window, settings.templates)
+        self._correlator = Correlator(settings.pair_window, settings.templates, settings.pair_window_bytes)
+        # Monotonic time the server's heartbeats began (None while the stream moves).
+        self._silent_since: float | None = None
         self._queue: queue.Queue[_Handover] = queue.Queue(maxsize=64)
         self._reader = _Reader(source, self._queue, health)
         self._ready: dict[int, Job] = {}
@@ -301,7 +303,6 @@ class Session:
             if stop.is_set():
                 break
             self._commit_answered_rounds()
-            self._expire(self._correlator.advance(0.0))
             if not self._ready:
                 ready_since = time.monotonic()
             if self._should_flush(round_size, time.monotonic() - ready_since):
@@ -312,7 +313,7 @@ class Session:
         # Draining: what is paired is sent and recorded; what still waits for its partner is
         # re-read after a restart (the checkpoint stays before it).
         if self._options.stop_at_end or stop.is_set():
-            self._expire(self._correlator.advance(float("inf")) if self._options.stop_at_end else [])
+            self._expire(self._correlator.expire_all() if self._options.stop_at_end else [])
         self._flush()
         self._commit_checkpoint()
         if ended is not None and ended.error is not None:
@@ -353,10 +354,10 @@ class Session:
                 if self._options.on_progress is not None:
                     self._options.on_progress(item.checkpoint.position)
                 self._last_event_time = item.event_time
-                self._expire(self._correlator.advance(float(item.event_time)))
+                self._silent_since = None
+                self._expire(self._correlator.advance(item.event_time, item.checkpoint.position))
             elif isinstance(item, Idle):
-                self._last_event_time = item.now
-                self._expire(self._correlator.advance(item.now))
+                self._idle()
             elif isinstance(item, EventCounts):
                 for kind, count in item.counts:
                     self._metrics.events.labels(kind).inc(count)
@@ -376,6 +377,15 @@ class Session:
                 logs.warning(
                     "row_undecodable", table=item.table, position=str(item.start.position), problem=item.problem
                 )
+
+    def _idle(self) -> None:
+        """A heartbeat: the server has nothing more. Silence is measured as a duration here, never
+        as this host's clock against binlog timestamps (the two need not agree)."""
+        self._last_event_time = None
+        now = time.monotonic()
+        if self._silent_since is None:
+            self._silent_since = now
+        self._expire(self._correlator.advance_idle(now - self._silent_since))
 
     def _expire(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -437,7 +447,7 @@ class Session:
         resolutions: list[Resolution] = [r for r in unusable if r.outbox_id not in done]
         to_send: list[Job] = []
         for job in jobs:
-            decision = decide(job, now, max_age, self._settings.templates)
+            decision = decide(job, now, max_age, self._settings.templates, self._settings.clock_skew)
             if decision is None:
                 to_send.append(job)
             else:
@@ -578,10 +588,8 @@ class Session:
 
     def _observe(self) -> None:
         now = self._clock()
-        if self._last_event_time is not None:
-            self._metrics.lag.set(max(0.0, now - self._last_event_time))
-        waiting = self._correlator.waiting_since()
-        self._metrics.oldest_unresolved.set(0 if waiting is None else max(0.0, now - waiting))
+        self._metrics.lag.set(0.0 if self._last_event_time is None else max(0.0, now - self._last_event_time))
+        self._metrics.oldest_unresolved.set(self._correlator.oldest_wait() or 0.0)
         self._metrics.pending.set(self._correlator.pending_count())
 
 
@@ -598,6 +606,7 @@ class Pipeline:
         source_factory: SourceFactory,
         first_start: Callable[[], Checkpoint],
         options: RunOptions | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -607,6 +616,7 @@ class Pipeline:
         self._source_factory = source_factory
         self._first_start = first_start
         self._options = options or RunOptions()
+        self._clock = clock
         self.tally = Tally()
         self._uncommitted: list[Resolution] = []
 
@@ -682,6 +692,7 @@ class Pipeline:
                 checkpoint,
                 self._options,
                 self.tally,
+                self._clock,
             )
             try:
                 session.run(stop)

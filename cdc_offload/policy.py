@@ -32,8 +32,13 @@ def is_single_address(text: str) -> bool:
     return True
 
 
-def decide(job: Job, now: float, max_event_age: float, templates: frozenset[str]) -> Resolution | None:
-    """A `Resolution` when the row is left to Moodle; None when it is ours to send."""
+def decide(
+    job: Job, now: float, max_event_age: float, templates: frozenset[str], clock_skew: float = 0.0
+) -> Resolution | None:
+    """A `Resolution` when the row is left to Moodle; None when it is ours to send.
+
+    `job.event_time` is the outbox row's own commit time. `clock_skew` is how far the web
+    servers', the database's and this host's clocks may disagree."""
     row = job.outbox
     reason = Reason.NONE
     status = Status.SKIPPED
@@ -49,8 +54,14 @@ def decide(job: Job, now: float, max_event_age: float, templates: frozenset[str]
         reason = Reason.USER_SUSPENDED
     elif not is_single_address(job.user.email.strip()):
         reason = Reason.BAD_ADDRESS
-    elif row.due > now:
+    elif row.due > max(now, job.event_time) + clock_skew:
+        # Scheduled only if `due` is later than both the row's commit and this host's now: a
+        # clock a little behind the web server's (or the row read late) is not a schedule.
         reason = Reason.SCHEDULED
+    elif job.event_time > now + clock_skew:
+        # Stamped in our future: its age is unknown (a clock off, `SET TIMESTAMP`), and Moodle's
+        # cron may be sending it already; a future stamp must not pass for a fresh row.
+        status, reason = Status.STALE, Reason.CLOCK_SKEW
     elif now - job.event_time > max_event_age:
         status, reason = Status.STALE, Reason.TOO_OLD
     else:

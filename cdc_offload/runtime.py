@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,7 +61,12 @@ class Runtime:
     server: OperatorServer | None
 
 
-def build(settings: Settings, options: RunOptions | None = None, metrics: Metrics | None = None) -> Runtime:
+def build(
+    settings: Settings,
+    options: RunOptions | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Runtime:
     metrics = metrics or Metrics()
     health = Health(stall_after=max(5.0, settings.read_timeout + 2 * settings.heartbeat))
     breaker = CircuitBreaker(settings.sink.breaker_failures, settings.sink.breaker_cooldown)
@@ -74,6 +80,7 @@ def build(settings: Settings, options: RunOptions | None = None, metrics: Metric
         source_factory,
         lambda: current_end(settings.source),
         options,
+        clock,
     )
     server = None
     if settings.metrics_port is not None:

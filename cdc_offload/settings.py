@@ -235,6 +235,14 @@ class Settings:
     lock_lease: float | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    # How far the web servers', the database's and this host's clocks may disagree (seconds):
+    # `due` and the freshness guard allow this much.
+    clock_skew: float = 5.0
+    # Binlog bytes a row may wait for its partner whatever the timestamps say: how long at most
+    # one row holds the checkpoint back (a time window alone trusts every timestamp).
+    pair_window_bytes: int = 256 * 1024 * 1024
+    # After SIGTERM, how long a commit the primary refused is retried before the process gives up.
+    shutdown_grace: float = 20.0
 
     def __post_init__(self) -> None:
         identifier("--state-schema", self.state_schema)
@@ -277,6 +285,15 @@ class Settings:
             raise SettingsError("--max-batch", "must be at least 1")
         if not self.templates:
             raise SettingsError("--template", "name at least one outbox template to offload")
+        self._check_clock_options()
+
+    def _check_clock_options(self) -> None:
+        if not 0 <= self.clock_skew < self.max_event_age:
+            raise SettingsError("--clock-skew", "must be 0 or more seconds and below --max-event-age")
+        if self.pair_window_bytes < 64 * 1024:
+            raise SettingsError("--pair-window-bytes", "must be at least 65536 (64 KiB of binlog)")
+        if self.shutdown_grace < 0:
+            raise SettingsError("--shutdown-grace", "must be 0 or more seconds")
 
     @property
     def lease_seconds(self) -> float:

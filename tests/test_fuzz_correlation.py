@@ -21,6 +21,7 @@ from cdc_offload.policy import decide, is_single_address
 TEMPLATES = frozenset({"user_create"})
 WINDOW = 30.0
 MAX_AGE = 45.0
+SKEW = 5.0
 BASE_TIME = 1_700_000_000
 
 ADDRESSES = ("learner@example.org", "", "two@example.org, three@example.org", "no-at-sign", "x@y")
@@ -55,7 +56,7 @@ class Replay:
 @dataclass(frozen=True)
 class Tick:
     dt: int
-    idle: bool  # an idle heartbeat (wall time) rather than a commit (binlog time)
+    idle: bool  # `dt` seconds of silence (heartbeats) rather than a commit `dt` seconds later
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Model:
     waiting_rows: dict[int, Checkpoint] = field(default_factory=dict)
     # Per user id: the latest INSERT not yet paired with a row.
     waiting_users: dict[int, ChangeEvent] = field(default_factory=dict)
-    horizon: float = 0.0
+    silent_for: float = 0.0
 
     def next_start(self, dt: int) -> Checkpoint:
         self.offset += 100
@@ -134,16 +135,21 @@ class Model:
             self.waiting_rows.pop(row.id, None)
             self.ready[row.id] = job
 
-    def advance(self, now: float) -> None:
-        self.take(self.correlator.advance(now))
-        self.horizon = self.correlator.watermark - WINDOW
+    def commit(self, dt: int) -> None:
+        self.silent_for = 0.0
+        start = self.next_start(dt)
+        self.take(self.correlator.advance(self.time, start.position))
+
+    def idle(self, seconds: int) -> None:
+        self.silent_for += max(0, seconds)
+        self.take(self.correlator.advance_idle(self.silent_for))
 
     def flush(self, lag: int) -> None:
         now = self.time + lag
         for job in self.ready.values():
             if job.outbox.id in self.ledger:
                 continue  # the ledger already has it: a replay never acts twice
-            decision = decide(job, now, MAX_AGE, TEMPLATES)
+            decision = decide(job, now, MAX_AGE, TEMPLATES, SKEW)
             if decision is None:
                 self.check_sendable(job, now)
                 self.sends[job.outbox.id] = self.sends.get(job.outbox.id, 0) + 1
@@ -161,13 +167,14 @@ class Model:
         assert row.templatename in TEMPLATES and row.sent is None
         assert not user.deleted and not user.suspended
         assert is_single_address(user.email.strip())
-        assert row.due <= now and now - job.event_time <= MAX_AGE
+        assert row.due <= max(now, job.event_time) + SKEW and job.event_time <= now + SKEW
+        assert now - job.event_time <= MAX_AGE
 
     def check_checkpoint(self) -> None:
         """Restarting from `oldest_start()` must re-read every row still waiting for its partner."""
         oldest = self.correlator.oldest_start()
         waiting = list(self.waiting_rows.values())
-        waiting += [e.start for e in self.waiting_users.values() if e.event_time >= self.horizon]
+        waiting += [e.start for uid, e in self.waiting_users.items() if self.correlator.is_waiting_user(uid)]
         for start in waiting:
             assert oldest is not None, f"a row waits at {start.position} but nothing holds the checkpoint"
             assert oldest.position <= start.position, (
@@ -193,13 +200,15 @@ def run(sequence: list[Op]) -> Model:
                 earlier = model.inserted[op.nth % len(model.inserted)]
                 model.feed(ChangeEvent(earlier.row, model.next_start(0), model.time))
         elif isinstance(op, Tick):
-            model.time += op.dt
-            model.advance(float(model.time))
+            if op.idle:
+                model.idle(op.dt)
+            else:
+                model.commit(op.dt)
         else:
             model.flush(op.lag)
         model.check_checkpoint()
     # The end of the stretch: everything still waiting expires and is decided.
-    model.advance(float("inf"))
+    model.take(model.correlator.expire_all())
     model.flush(0)
     return model
 
@@ -213,7 +222,7 @@ def test_every_outbox_row_ends_in_exactly_one_terminal_status(sequence: list[Op]
     assert all(count == 1 for count in model.sends.values()), "nothing is sent twice"
     assert set(model.sends) == {i for i, s in model.ledger.items() if s is Status.OFFLOADED}
     assert model.correlator.pending_count() == 0, "nothing waits after the end"
-    assert model.correlator.oldest_start() is None and model.correlator.waiting_since() is None
+    assert model.correlator.oldest_start() is None and model.correlator.oldest_wait() is None
 
 
 def test_a_row_re_inserted_with_its_id_before_its_user_arrives_pairs_once() -> None:

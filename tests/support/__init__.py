@@ -46,10 +46,12 @@ class Sidecar:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     error: BaseException | None = None
+    # This host's clock as the sidecar sees it (a test moves it against the database's).
+    clock: Callable[[], float] = time.time
 
     def start(self) -> Sidecar:
         init_state(self.settings)
-        self.runtime = build(self.settings, self.options)
+        self.runtime = build(self.settings, self.options, clock=self.clock)
         if self.runtime.server is not None:
             self.runtime.server.start()
         self._stop = threading.Event()

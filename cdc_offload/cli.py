@@ -364,9 +364,36 @@ def gather_checks(settings: Settings) -> list[Any]:
 @pipeline_options
 def check(**params: Any) -> None:
     """Preflight against the real servers: each check prints ok, or the problem and the fix."""
-    settings = build_settings(params)
-    if not _print_checks(gather_checks(settings)):
+    # A missing AWS setting is one FAIL line among the database checks, not a refusal to check.
+    settings = build_settings(params, need_sink=False)
+    if not _print_checks(gather_checks(settings) + sink_setting_checks(params)):
         sys.exit(1)
+
+
+def sink_setting_checks(params: dict[str, Any]) -> list[Any]:
+    from cdc_offload.preflight import CheckResult
+
+    sink = params.get("sink") or "sqs"
+    if sink == "sqs" and not params.get("queue_url"):
+        return [
+            CheckResult(
+                "AWS setting",
+                False,
+                "no SQS queue URL is set (required with --sink sqs)",
+                "give --queue-url (or CDC_OFFLOAD_QUEUE_URL) the queue's URL, e.g. "
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/credential-emails.fifo",
+            )
+        ]
+    if sink == "ses" and not params.get("ses_from"):
+        return [
+            CheckResult(
+                "AWS setting",
+                False,
+                "no sender address is set (required with --sink ses)",
+                "give --from (or CDC_OFFLOAD_FROM) an address SES has verified",
+            )
+        ]
+    return [CheckResult("AWS setting", True)]
 
 
 @main.command()

@@ -13,3 +13,11 @@ class PositionLost(SourceError):
 
 class FailClosed(RuntimeError):
     """A condition under which running could lose or duplicate mail: stop, let Moodle send."""
+
+
+class ShutdownIncomplete(RuntimeError):
+    """Stopped with rows AWS accepted that could not be suppressed: Moodle sends them too."""
+
+
+class StartupError(RuntimeError):
+    """The process cannot start as configured. The message is one sentence naming the fix."""

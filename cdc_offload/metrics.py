@@ -149,6 +149,16 @@ class Metrics:
             "Commits on the primary that failed (connection lost, lock lost).",
             registry=r,
         )
+        self.ses_send_rate_unknown = Counter(
+            "cdc_offload_ses_send_rate_unknown_total",
+            "Starts where SES would not tell the send rate (GetAccount failed): paced at a conservative rate.",
+            registry=r,
+        )
+        self.unsuppressed_at_exit = Counter(
+            "cdc_offload_unsuppressed_at_exit_rows_total",
+            "Rows AWS accepted whose suppression the primary refused until the process exited: Moodle sends them too.",
+            registry=r,
+        )
         self.fail_closed = Gauge(
             "cdc_offload_fail_closed",
             "1 when the sidecar stopped itself because it could not go on safely (position lost, bad server settings).",

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdc_offload import tls
-from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Position
 from cdc_offload.pipeline import RunOptions, Session, Tally
-from cdc_offload.runtime import make_sink
+from cdc_offload.runtime import make_dispatcher
 from cdc_offload.server import connection_kwargs
 from cdc_offload.settings import Settings
 from cdc_offload.source import open_source
@@ -97,13 +96,14 @@ def replay(
     dry_run: bool,
     ignore_age: bool,
     on_progress: Callable[[Position], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> Tally:
     """Reprocess a stretch with the live guards (ledger dedupe, `sent IS NULL`, freshness unless
     ignored). The live checkpoint is never moved by a replay."""
     store = Store(settings)
     _lead(store, "replay")
-    metrics = Metrics()
-    dispatcher = Dispatcher(make_sink(settings), CircuitBreaker(settings.sink.breaker_failures, 30.0), metrics)
+    metrics = metrics or Metrics()
+    dispatcher = make_dispatcher(settings, metrics)
     tally = Tally()
     options = RunOptions(
         write_checkpoint=False, dry_run=dry_run, ignore_age=ignore_age, stop_at_end=True, on_progress=on_progress

@@ -26,7 +26,7 @@ from typing import Protocol
 from cdc_offload import logs
 from cdc_offload.correlate import Correlator
 from cdc_offload.dispatch import ROUNDS_IN_FLIGHT, Dispatcher
-from cdc_offload.errors import FailClosed, PositionLost, SourceError
+from cdc_offload.errors import FailClosed, PositionLost, ShutdownIncomplete, SourceError
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import (
@@ -253,6 +253,9 @@ class Session:
         # Outbox rows that could not be decoded (left to Moodle), recorded with the next commit.
         self._unusable: dict[int, Resolution] = {}
         self._unusable_starts: dict[int, Checkpoint] = {}
+        # Where the rows of the round being started begin, while they are in neither the ready
+        # set nor a round: a commit made meanwhile must not pass them.
+        self._starting: list[Checkpoint] = []
         self._in_flight: deque[_Round] = deque()
         self._rounds = itertools.count(1)
         self._start = start
@@ -429,6 +432,13 @@ class Session:
     def _start_round(self, jobs: list[Job]) -> None:
         unusable = list(self._unusable.values())
         holds = [job.start for job in jobs] + list(self._unusable_starts.values())
+        self._starting = holds
+        try:
+            self._start_holding(jobs, unusable, holds)
+        finally:
+            self._starting = []
+
+    def _start_holding(self, jobs: list[Job], unusable: list[Resolution], holds: list[Checkpoint]) -> None:
         self._unusable.clear()
         self._unusable_starts.clear()
         ids = [job.outbox.id for job in jobs] + [r.outbox_id for r in unusable]
@@ -548,6 +558,7 @@ class Session:
             candidates.append(oldest_waiting)
         candidates.extend(job.start for job in self._ready.values())
         candidates.extend(self._unusable_starts.values())
+        candidates.extend(self._starting)
         for round_ in self._in_flight:
             candidates.extend(round_.holds)
         return min(candidates, key=lambda c: c.position)
@@ -643,8 +654,56 @@ class Pipeline:
                 stop.wait(backoff.next())
             finally:
                 self._metrics.active.set(0)
-        self._health.role = "stopped"
-        self._store.close()
+        try:
+            if self._uncommitted:
+                self._suppress_before_exit()
+        finally:
+            self._health.role = "stopped"
+            self._store.close()
+
+    def _suppress_before_exit(self) -> None:
+        """Stopping while rows AWS accepted are not committed (the primary failed): retry within
+        the grace period, as the lock holder, or Moodle's cron sends every one of them again."""
+        deadline = time.monotonic() + self._settings.shutdown_grace
+        backoff = _Backoff()
+        problem = ""
+        while True:
+            try:
+                if not self._store.connected:
+                    self._store.connect()
+                    if not self._store.try_acquire_lock():
+                        raise LeadershipLost("another instance holds the consumer lock")
+                self._commit_uncommitted()
+                return
+            except StoreError as error:
+                problem = str(error)
+            pause = backoff.next()
+            if time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)  # backing off a failing primary, within the grace period
+        rows = len(self._uncommitted)
+        self._metrics.unsuppressed_at_exit.inc(rows)
+        logs.error(
+            "exit_with_unsuppressed_rows",
+            rows=rows,
+            problem=problem,
+            consequence="AWS accepted these rows but they are still queued: Moodle's cron sends them too",
+            fix="restore the primary; raise --shutdown-grace (and the pod's grace period) to wait longer",
+        )
+        raise ShutdownIncomplete(f"{rows} rows AWS accepted could not be suppressed before exit: {problem}")
+
+    def _commit_uncommitted(self) -> None:
+        """Suppress what AWS accepted before the primary was lost. The ledger row is in the same
+        transaction as the suppression, so a row the ledger has was committed (the commit's answer
+        was what got lost), or another leader handled it."""
+        done = self._store.handled([r.outbox_id for r in self._uncommitted])
+        retry = [r for r in self._uncommitted if r.outbox_id not in done]
+        final = self._store.commit(retry, None) if retry else []
+        logs.info("uncommitted_batch_retried", jobs=len(retry), already_committed=len(done))
+        for r in final:
+            self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
+        self.tally.add(final)
+        self._uncommitted = []
 
     def _lead_or_stand_by(self, stop: threading.Event) -> bool:
         if not self._store.connected:
@@ -664,16 +723,7 @@ class Pipeline:
         self._metrics.active.set(1)
         if self._uncommitted:
             # Accepted by AWS before the primary was lost: suppress them now, before reading on.
-            # The ledger row is in the same transaction as the suppression, so a row the ledger has
-            # was committed (the commit's answer was what got lost), or another leader handled it.
-            done = self._store.handled([r.outbox_id for r in self._uncommitted])
-            retry = [r for r in self._uncommitted if r.outbox_id not in done]
-            final = self._store.commit(retry, None) if retry else []
-            logs.info("uncommitted_batch_retried", jobs=len(retry), already_committed=len(done))
-            for r in final:
-                self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
-            self.tally.add(final)
-            self._uncommitted = []
+            self._commit_uncommitted()
         checkpoint = self._store.load_checkpoint()
         if checkpoint is None:
             checkpoint = self._first_start()

@@ -11,6 +11,7 @@ import pymysql
 
 from cdc_offload import tls
 from cdc_offload.model import Checkpoint
+from cdc_offload.mysql_errors import explain
 from cdc_offload.settings import Dsn, Settings
 from cdc_offload.store import connect
 
@@ -152,12 +153,9 @@ def _connection_failed(side: str, dsn: Dsn, error: BaseException, password: str)
             error.message,
             f"check --{side}-ssl-ca/--{side}-ssl-cert/--{side}-ssl-key, the DSN's host name and the server's TLS",
         )
-    return CheckResult(
-        f"{side} connection",
-        False,
-        f"cannot connect to {dsn} ({tls.describe(error)})",
-        f"check --{side}-dsn, {password} and the network",
-    )
+    del password  # the fix now names the password's options itself, when the password is the problem
+    explained = explain(error, side, dsn)
+    return CheckResult(f"{side} connection", False, f"cannot connect to {dsn}: {explained.said}", explained.fix)
 
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -391,12 +389,13 @@ def _table_checks(cursor: Any, settings: Settings) -> list[CheckResult]:
             cursor.fetchall()
             results.append(CheckResult(f"table {table}", True))
         except pymysql.err.Error as error:
+            explained = explain(error, "source", settings.source)
             results.append(
                 CheckResult(
                     f"table {table}",
                     False,
-                    f"cannot read {settings.source.database}.{table} (MySQL error {error.args[0]})",
-                    "check --table-prefix and GRANT SELECT on the table to the reader",
+                    f"cannot read {settings.source.database}.{table}: {explained.said}",
+                    explained.fix,
                 )
             )
     return results

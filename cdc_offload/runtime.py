@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 import time
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from cdc_offload import logs, reader_process
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
-from cdc_offload.errors import FailClosed
+from cdc_offload.errors import FailClosed, ShutdownIncomplete, StartupError
 from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
@@ -26,6 +27,8 @@ SWITCH_INTERVAL = 0.0005
 EXIT_OK = 0
 EXIT_PREFLIGHT = 1
 EXIT_FAIL_CLOSED = 3
+# Stopped with rows AWS accepted but the primary would not let us suppress (logged, counted).
+EXIT_UNSUPPRESSED = 4
 
 
 def _fail_closed(runtime: Runtime, stop: threading.Event, linger: float, code: int) -> int:
@@ -43,6 +46,15 @@ def make_sink(settings: Settings) -> Sink:
     from cdc_offload.sinks.sqs import SqsSink
 
     return SqsSink(settings.sink)
+
+
+def make_dispatcher(settings: Settings, metrics: Metrics) -> Dispatcher:
+    """The sink behind the circuit breaker, as the options say (`run` and `replay` alike)."""
+    breaker = CircuitBreaker(settings.sink.breaker_failures, settings.sink.breaker_cooldown)
+    sink = make_sink(settings)
+    if getattr(sink, "send_rate_unknown", False):
+        metrics.ses_send_rate_unknown.inc()
+    return Dispatcher(sink, breaker, metrics)
 
 
 def source_factory(settings: Settings, start: Checkpoint) -> Source:
@@ -69,8 +81,7 @@ def build(
 ) -> Runtime:
     metrics = metrics or Metrics()
     health = Health(stall_after=max(5.0, settings.read_timeout + 2 * settings.heartbeat))
-    breaker = CircuitBreaker(settings.sink.breaker_failures, settings.sink.breaker_cooldown)
-    dispatcher = Dispatcher(make_sink(settings), breaker, metrics)
+    dispatcher = make_dispatcher(settings, metrics)
     pipeline = Pipeline(
         settings,
         Store(settings),
@@ -107,7 +118,20 @@ def run_forever(
     # a moment when each answer arrives. At the default 5 ms switch interval those moments queue
     # up behind the reader and a round of 50 calls took ~4x its network time (measured).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    runtime = build(settings)
+    try:
+        runtime = build(settings)
+    except StartupError as error:
+        logs.error("cannot_start", problem=str(error))
+        return EXIT_PREFLIGHT
+    except OSError as error:
+        if error.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        logs.error(
+            "cannot_start",
+            problem=f"cannot listen on {settings.metrics_host}:{settings.metrics_port} ({error.strerror}): "
+            "give --metrics-port a free port, or stop what holds it",
+        )
+        return EXIT_PREFLIGHT
     if reader_process.supported():
         reader_process.start_fork_server(wait=True)
     if runtime.server is not None:
@@ -122,6 +146,9 @@ def run_forever(
     except FailClosed as error:
         logs.error("fail_closed", problem=str(error))
         return _fail_closed(runtime, stop, linger, EXIT_FAIL_CLOSED)
+    except ShutdownIncomplete:
+        # Already said in one log line (`exit_with_unsuppressed_rows`), with the count.
+        return EXIT_UNSUPPRESSED
     finally:
         runtime.dispatcher.close()
         if runtime.server is not None:

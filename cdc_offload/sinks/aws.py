@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import boto3
 import botocore.config
 import botocore.exceptions
 
+from cdc_offload.errors import StartupError
 from cdc_offload.model import Delivery
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import DEADLINE, UNREACHABLE
+from cdc_offload.sinks.region import region_name
 
 T = TypeVar("T")
 
@@ -33,7 +36,19 @@ def client_config(settings: SinkSettings) -> botocore.config.Config:
         # refused one is left to Moodle). Checking each against the service model here cost ~0.4 ms
         # of CPU a SendMessageBatch call (of ~2.9), on the process that also reads and commits.
         parameter_validation=False,
+        region_name=region_name(settings.queue_url if settings.kind == "sqs" else None),
     )
+
+
+def make_client(service: str, config: botocore.config.Config) -> Any:
+    """A boto3 client; a set-up it refuses (no region, a bad endpoint URL, an unknown profile) is
+    one sentence naming the fix, not a traceback."""
+    try:
+        return boto3.client(service, config=config)  # type: ignore[call-overload]
+    except botocore.exceptions.BotoCoreError as error:
+        raise StartupError(
+            f"the AWS {service} client cannot be set up ({error}): check AWS_REGION, AWS_ENDPOINT_URL and AWS_PROFILE"
+        ) from None
 
 
 _call = threading.local()

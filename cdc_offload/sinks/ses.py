@@ -8,14 +8,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
+from cdc_offload import logs
 from cdc_offload.model import Delivery, Job
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import DAILY_QUOTA, TOO_LARGE, UNREACHABLE
-from cdc_offload.sinks.aws import BoundedCalls, attempt_deadline, client_config, guard_deadlines
+from cdc_offload.sinks.aws import BoundedCalls, attempt_deadline, client_config, guard_deadlines, make_client
 from cdc_offload.sinks.message import email_parts
 
 if TYPE_CHECKING:
@@ -73,12 +73,28 @@ class RateLimiter:
             time.sleep(slot - now)  # pacing to the account's send rate, not waiting on a race
 
 
-def account_send_rate(client: SESV2Client) -> float:
+# The pace when the account's own cannot be read: the lowest send rate SES gives an account out of
+# the sandbox (a sandbox account cannot send to new users' addresses at all, so it is not this job's).
+# Throttling answers halve it further (`RateLimiter.slow_down`).
+FALLBACK_SEND_RATE = 14.0
+
+
+def account_send_rate(client: SESV2Client) -> float | None:
+    """The account's maximum send rate; None when SES does not say (no permission, no answer)."""
     try:
         quota = client.get_account().get("SendQuota", {})
         return float(quota.get("MaxSendRate") or 0.0)
-    except Exception:  # noqa: BLE001 - without the figure we pace by the configured concurrency alone
-        return 0.0
+    except botocore.exceptions.ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code") or "ClientError")
+    except (botocore.exceptions.BotoCoreError, OSError) as error:
+        code = type(error).__name__
+    logs.warning(
+        "ses_send_rate_unknown",
+        code=code,
+        pace_per_second=FALLBACK_SEND_RATE,
+        fix="allow ses:GetAccount to this role, so sends are paced at the account's own rate",
+    )
+    return None
 
 
 class SesSink:
@@ -88,9 +104,12 @@ class SesSink:
         assert settings.ses_from is not None
         self._sender = settings.ses_from
         self._configuration_set = settings.ses_configuration_set
-        self._client: SESV2Client = client or boto3.client("sesv2", config=self.client_config(settings))
+        self._client: SESV2Client = client or make_client("sesv2", self.client_config(settings))
         guard_deadlines(self._client)
-        rate = account_send_rate(self._client)
+        known = account_send_rate(self._client)
+        # Unpaced sends past the account's rate are throttled: a conservative pace instead.
+        self.send_rate_unknown = known is None
+        rate = FALLBACK_SEND_RATE if known is None else known
         self._limiter = RateLimiter(rate)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
         # At the account's send rate, half the deadline's worth of messages per round.

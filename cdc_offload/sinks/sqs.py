@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from cdc_offload.model import Delivery, Job
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import TOO_LARGE
-from cdc_offload.sinks.aws import BoundedCalls, client_config, guard_deadlines
+from cdc_offload.sinks.aws import BoundedCalls, client_config, guard_deadlines, make_client
 from cdc_offload.sinks.message import sqs_document
 
 if TYPE_CHECKING:
@@ -28,7 +26,7 @@ class SqsSink:
         assert settings.queue_url is not None
         self._queue_url = settings.queue_url
         self._fifo = settings.queue_url.endswith(".fifo")
-        self._client: SQSClient = client or boto3.client("sqs", config=client_config(settings))
+        self._client: SQSClient = client or make_client("sqs", client_config(settings))
         guard_deadlines(self._client)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
         # Ten entries a call, `concurrency` calls at once, several waves fit in a deadline.

@@ -37,6 +37,7 @@ OUTCOMES: tuple[tuple[Status, Reason], ...] = (
     (Status.FALLBACK, Reason.TOO_LARGE),
     (Status.STALE, Reason.TOO_OLD),
     (Status.STALE, Reason.CLOCK_SKEW),
+    (Status.UNCERTAIN, Reason.NO_ANSWER),
     *(
         (Status.SKIPPED, r)
         for r in (
@@ -53,6 +54,7 @@ OUTCOMES: tuple[tuple[Status, Reason], ...] = (
 )
 KNOWN_AWS_ERRORS = (
     "DeadlineExceeded",
+    "NoAnswerByDeadline",
     "Unreachable",
     "MessageTooLarge",
     "BreakerOpen",

@@ -47,7 +47,7 @@ from cdc_offload.model import (
 )
 from cdc_offload.policy import decide
 from cdc_offload.settings import Settings
-from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, TOO_LARGE, UNREACHABLE
+from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, NO_ANSWER, TOO_LARGE, UNREACHABLE
 from cdc_offload.store import LeadershipLost, Store, StoreError
 
 CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
@@ -537,6 +537,10 @@ class Session:
                 resolutions.append(replace(base, message_id=delivery.message_id))
                 continue
             code = delivery.error_code if delivery else None
+            if code == NO_ANSWER:
+                # Left to Moodle, but AWS may have it too: counted as the duplicate it may be.
+                resolutions.append(replace(base, status=Status.UNCERTAIN, reason=Reason.NO_ANSWER))
+                continue
             reason = (
                 Reason.TOO_LARGE
                 if code == TOO_LARGE

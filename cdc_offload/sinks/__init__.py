@@ -12,6 +12,9 @@ DEADLINE = "DeadlineExceeded"
 UNREACHABLE = "Unreachable"
 TOO_LARGE = "MessageTooLarge"
 BREAKER_OPEN = "BreakerOpen"
+# The request went out and no answer came before the deadline (a read timeout, a call still running):
+# AWS may have accepted it, so a row left to Moodle may reach the user twice (`uncertain`).
+NO_ANSWER = "NoAnswerByDeadline"
 # SES's 24-hour quota is used up: not retried (a retry cannot succeed before the quota rolls).
 DAILY_QUOTA = "DailyQuotaExceeded"
 

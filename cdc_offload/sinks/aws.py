@@ -15,7 +15,7 @@ import botocore.exceptions
 from cdc_offload.errors import StartupError
 from cdc_offload.model import Delivery
 from cdc_offload.settings import SinkSettings
-from cdc_offload.sinks import DEADLINE, UNREACHABLE
+from cdc_offload.sinks import DEADLINE, NO_ANSWER, UNREACHABLE
 from cdc_offload.sinks.region import region_name
 
 T = TypeVar("T")
@@ -60,10 +60,30 @@ class AttemptAfterDeadline(Exception):
     accepts would be a duplicate."""
 
 
+class _Attempt:
+    """Whether this call's request may have reached AWS (an answer to it may still come)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
 def _refuse_late_attempt(**_: Any) -> None:
     until = getattr(_call, "until", None)
     if until is not None and time.monotonic() >= until:
         raise AttemptAfterDeadline("deadline passed")
+    attempt = getattr(_call, "attempt", None)
+    if attempt is not None:
+        attempt.sent = True
+
+
+def _note_unsent(caught_exception: BaseException | None = None, **_: Any) -> None:
+    # A connection that was never made carried nothing: that attempt cannot be accepted later.
+    attempt = getattr(_call, "attempt", None)
+    unsent = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError)
+    if attempt is not None and isinstance(caught_exception, unsent):
+        attempt.sent = False
 
 
 def attempt_deadline() -> float:
@@ -78,6 +98,7 @@ def guard_deadlines(client: Any) -> None:
     events = getattr(getattr(client, "meta", None), "events", None)
     if events is not None:
         events.register("before-send", _refuse_late_attempt)
+        events.register("needs-retry", _note_unsent)
 
 
 def error_code(error: Exception) -> str:
@@ -88,7 +109,9 @@ def error_code(error: Exception) -> str:
         return str(error.response.get("Error", {}).get("Code") or "ClientError")
     if isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
         return UNREACHABLE
-    if isinstance(error, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError):
+    if isinstance(error, botocore.exceptions.ReadTimeoutError):
+        return NO_ANSWER
+    if isinstance(error, botocore.exceptions.ConnectTimeoutError):
         return UNREACHABLE
     return type(error).__name__
 
@@ -107,7 +130,11 @@ class BoundedCalls:
         ids_of: Callable[[T], list[int]],
     ) -> list[Delivery]:
         until = time.monotonic() + self._deadline
-        futures = {self._pool.submit(self._within, until, call, unit): unit for unit in units}
+        attempts = [_Attempt() for _ in units]
+        futures = {
+            self._pool.submit(self._within, until, call, unit, attempt): (unit, attempt)
+            for unit, attempt in zip(units, attempts, strict=True)
+        }
         done, late = concurrent.futures.wait(futures, timeout=self._deadline)
         results: list[Delivery] = []
         for future in done:
@@ -116,23 +143,28 @@ class BoundedCalls:
                 results.extend(future.result())
             else:
                 code = error_code(error) if isinstance(error, Exception) else type(error).__name__
-                results.extend(Delivery(i, accepted=False, error_code=code) for i in ids_of(futures[future]))
+                results.extend(Delivery(i, accepted=False, error_code=code) for i in ids_of(futures[future][0]))
         for future in late:
             # AWS may still accept it after this; that (rare, counted) duplicate beats a row
             # that neither we nor Moodle sends.
-            future.cancel()
-            results.extend(Delivery(i, accepted=False, error_code=DEADLINE) for i in ids_of(futures[future]))
+            # A request that went out and was not answered may still be accepted (`uncertain`);
+            # one not started, or whose connection was never made, cannot be.
+            unit, attempt = futures[future]
+            code = NO_ANSWER if not future.cancel() and attempt.sent else DEADLINE
+            results.extend(Delivery(i, accepted=False, error_code=code) for i in ids_of(unit))
         return results
 
     @staticmethod
-    def _within(until: float, call: Callable[[T], list[Delivery]], unit: T) -> list[Delivery]:
+    def _within(until: float, call: Callable[[T], list[Delivery]], unit: T, attempt: _Attempt) -> list[Delivery]:
         if time.monotonic() >= until:
             raise AttemptAfterDeadline("deadline passed before a pool thread was free")
         _call.until = until
+        _call.attempt = attempt
         try:
             return call(unit)
         finally:
             _call.until = None
+            _call.attempt = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

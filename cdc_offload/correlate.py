@@ -59,6 +59,10 @@ class StreamClock:
         else:
             recent[self._next] = event_time
             self._next = (self._next + 1) % CLOCK_SPAN
+        if event_time <= self.now:
+            # One more time at or below the clock cannot lift the median above it: no sort (the
+            # common case, many commits within one second).
+            return
         median = sorted(recent)[(len(recent) - 1) // 2]
         if median > self.now:
             self.now = float(median)

@@ -107,11 +107,16 @@ def test_the_process_started_with_a_deploy_files_environment_says_one_sentence(
     reading.start()
     try:
         # The databases named in the file do not exist here: the checks fail, and it refuses to start.
-        wait_for(lambda: any(line["event"] == "refusing_to_start" for line in lines), 90, "the refusal")
+        wait_for(
+            lambda: process.poll() is not None or any(line["event"] == "refusing_to_start" for line in lines),
+            90,
+            "the refusal",
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         reading.join(10)
+    assert "Traceback" not in stderr and "NoRegionError" not in stderr, stderr[-2000:]
     assert process.returncode == 1
     assert "Traceback" not in stderr and "NoRegionError" not in stderr, stderr[-2000:]
     failed = [line for line in lines if line["event"] == "preflight_failed"]

@@ -8,12 +8,14 @@ lags, or a replay of the same stretch all pair the same way:
 - The stream's clock is the median of the last few commit times and never goes back: one
   transaction stamped a day ahead (`SET TIMESTAMP`, a clock step on the primary) or a day behind
   does not move it, so its neighbours still pair.
-- Every waiting row is stamped with that clock and with how many binlog bytes the stream had
-  read when it arrived. It expires when the clock has moved `pair_window` past its stamp, or the
-  stream `max_bytes` past it, whichever comes first: the byte bound holds whatever the
+- A waiting row expires when that clock is `pair_window` past its own time, counted from when it
+  arrived if its time is behind the clock (a day behind waits a window, not nothing) and from one
+  window after it arrived while its time is still over a window ahead of the clock (a day ahead
+  waits two windows, not a day); or when the stream has read `max_bytes` past it, whatever the
   timestamps say (a run of bad ones can stop the clock), so no row pins the checkpoint for long.
-- When the server has nothing to send (heartbeats), silence counts as time: a lone row expires
-  after `pair_window` of stream time and silence together, measured as a duration.
+- When the server has nothing to send (heartbeats), the clock runs on by the silence, measured
+  as a duration on this host: a lone row expires, and the first row after a quiet spell is
+  stamped near its own time.
 """
 
 from __future__ import annotations
@@ -31,15 +33,15 @@ class _Seen:
     user: UserRow
     start: Checkpoint
     event_time: int
-    # The stream's clock and byte count when the row arrived (what its expiry is measured from).
-    stamp: float
+    # The stream's clock and the binlog bytes read when it arrived (what its expiry is measured from).
+    arrived: float
     read: int
 
 
 @dataclass(frozen=True, slots=True)
 class _WaitingRow:
     job: Job
-    stamp: float
+    arrived: float
     read: int
 
 
@@ -102,7 +104,8 @@ class Correlator:
         self._templates = templates
         self._clock = StreamClock()
         self._bytes = StreamBytes()
-        self._silent_for = 0.0
+        # The clock when the current silence began (None while the stream moves).
+        self._silence_from: float | None = None
         # Users whose outbox row has not come yet: they hold the checkpoint back.
         self._waiting_users: dict[int, _Seen] = {}
         # Users already paired once, kept for the window in case a second candidate row follows.
@@ -184,35 +187,45 @@ class Correlator:
         what waited too long. Expired outbox rows come back with no user: they are Moodle's."""
         self._clock.observe(event_time)
         self._bytes.reach(position)
-        self._silent_for = 0.0
-        return self._expire(0.0)
+        self._silence_from = None
+        return self._expire()
 
     def advance_idle(self, silent_for: float) -> list[Job]:
         """The server has sent nothing for `silent_for` seconds (a duration on this host, so its
-        clock's offset does not matter): silence counts towards the window."""
-        self._silent_for = silent_for
-        return self._expire(silent_for)
+        clock's offset does not matter): the stream's clock runs on by that much."""
+        if self._silence_from is None:
+            self._silence_from = self._clock.now
+        self._clock.now = max(self._clock.now, self._silence_from + silent_for)
+        return self._expire()
 
     def expire_all(self) -> list[Job]:
         """The end of a replayed stretch: nothing more can come, every waiting row is Moodle's."""
-        return self._expire(float("inf"))
+        return self._expire(everything=True)
 
-    def _expire(self, silence: float) -> list[Job]:
-        horizon = self._clock.now + silence - self._window
-        read_horizon = self._bytes.read - self._max_bytes
+    def _waited_out(self, event_time: int, arrived: float, read: int) -> bool:
+        if read < self._bytes.read - self._max_bytes:
+            return True
+        now, window = self._clock.now, self._window
+        # Decided against the clock as it is now: a row that looked a day ahead when it came may
+        # have been the first after a quiet spell the clock has since caught up with.
+        since = arrived + window if event_time > now + window else max(event_time, arrived)
+        return now - since > window
+
+    def _expire(self, everything: bool = False) -> list[Job]:
         expired: list[Job] = []
-        # Stamps only grow along each map (binlog order), so only its head can have expired: this
-        # runs on every commit, and copying the maps made it O(n) each.
+        # Only each map's head is looked at (binlog order): this runs on every commit, and copying
+        # the maps made it O(n) each. A row behind a head that has not waited out waits for it,
+        # which errs only towards waiting longer (rows a second out of order, an outlier).
         while self._waiting_rows:
             outbox_id, waiting = next(iter(self._waiting_rows.items()))
-            if waiting.stamp >= horizon and waiting.read >= read_horizon:
+            if not everything and not self._waited_out(waiting.job.event_time, waiting.arrived, waiting.read):
                 break
             expired.append(waiting.job)
             self._forget_waiting_row(outbox_id)
         for users in (self._waiting_users, self._paired_users):
             while users:
                 user_id, seen = next(iter(users.items()))
-                if seen.stamp >= horizon and seen.read >= read_horizon:
+                if not everything and not self._waited_out(seen.event_time, seen.arrived, seen.read):
                     break
                 del users[user_id]
         return expired
@@ -228,9 +241,9 @@ class Correlator:
         return min(starts, key=lambda c: c.position) if starts else None
 
     def oldest_wait(self) -> float | None:
-        """How long the oldest row has waited for its partner, in stream time plus silence (never
-        this host's clock against a timestamp, which reads 0 when either is off); None: none waits."""
+        """How long the oldest row has waited for its partner, in stream time (never this host's
+        clock against a timestamp, which reads 0 for a day when either is off); None: none waits."""
         user = next(iter(self._waiting_users.values()), None)
         row = next(iter(self._waiting_rows.values()), None)
-        stamps = [entry.stamp for entry in (user, row) if entry is not None]
-        return self._clock.now - min(stamps) + self._silent_for if stamps else None
+        arrivals = [entry.arrived for entry in (user, row) if entry is not None]
+        return self._clock.now - min(arrivals) if arrivals else None

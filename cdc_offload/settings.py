@@ -288,8 +288,8 @@ class Settings:
         self._check_clock_options()
 
     def _check_clock_options(self) -> None:
-        if not 0 <= self.clock_skew < self.max_event_age:
-            raise SettingsError("--clock-skew", "must be 0 or more seconds and below --max-event-age")
+        if self.clock_skew < 0:
+            raise SettingsError("--clock-skew", "must be 0 or more seconds")
         if self.pair_window_bytes < 64 * 1024:
             raise SettingsError("--pair-window-bytes", "must be at least 65536 (64 KiB of binlog)")
         if self.shutdown_grace < 0:

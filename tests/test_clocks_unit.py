@@ -88,8 +88,9 @@ def test_a_lone_user_stamped_a_day_ahead_lets_the_checkpoint_go_after_the_window
     stream.iomad_user(1)
     lone = stream.user(2, stamp=T0 + DAY)  # its template disabled: no outbox row will come
     assert stream.c.oldest_start() == lone
-    for uid in range(3, 40):
+    for uid in range(3, 66):
         stream.iomad_user(uid)  # a second of binlog time each
+    # Its stamp is held one window ahead of the stream's clock: it waits two windows at most.
     assert stream.c.oldest_start() is None, "the day-ahead user no longer holds the checkpoint"
     assert all(stream.paired().values())
 
@@ -176,3 +177,19 @@ def test_a_row_stamped_in_this_hosts_future_is_not_taken_for_fresh() -> None:
     assert decide(_job(due=T0, event_time=T0 + 4), T0, 45, TEMPLATES, 5.0) is None, "within the skew: fresh"
     past = decide(_job(due=T0 - DAY, event_time=T0 - DAY), T0, 45, TEMPLATES, 5.0)
     assert past is not None and (past.status, past.reason) == (Status.STALE, Reason.TOO_OLD)
+
+
+def test_the_first_user_after_a_quiet_spell_still_pairs() -> None:
+    # Read live (heartbeats while nothing happens) and replayed (no heartbeats): the first user
+    # after ten quiet minutes looks a day-ahead outlier to the clock until the next commits come.
+    for heartbeats in (True, False):
+        c = Correlator(30, TEMPLATES)
+        stream = Stream(c)
+        stream.iomad_user(1)
+        if heartbeats:
+            for second in range(1, 600):
+                c.advance_idle(float(second))
+        stream.time += 600
+        stream.iomad_user(2)
+        stream.iomad_user(3)
+        assert stream.paired() == {10_001: True, 10_002: True, 10_003: True}, heartbeats

@@ -79,22 +79,27 @@ class RateLimiter:
 FALLBACK_SEND_RATE = 14.0
 
 
-def account_send_rate(client: SESV2Client) -> float | None:
-    """The account's maximum send rate; None when SES does not say (no permission, no answer)."""
+def account_send_rate(client: SESV2Client) -> tuple[float, bool]:
+    """The pace to send at (0: not limited), and whether SES said it (False: GetAccount failed)."""
+    fallback = FALLBACK_SEND_RATE
     try:
         quota = client.get_account().get("SendQuota", {})
-        return float(quota.get("MaxSendRate") or 0.0)
+        return float(quota.get("MaxSendRate") or 0.0), True
     except botocore.exceptions.ClientError as error:
         code = str(error.response.get("Error", {}).get("Code") or "ClientError")
+        if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            # SES always has GetAccount: this endpoint is a stand-in (moto, LocalStack), which
+            # has no send rate to keep to.
+            fallback = 0.0
     except (botocore.exceptions.BotoCoreError, OSError) as error:
         code = type(error).__name__
     logs.warning(
         "ses_send_rate_unknown",
         code=code,
-        pace_per_second=FALLBACK_SEND_RATE,
+        pace_per_second=fallback or "not paced (the endpoint is not SES)",
         fix="allow ses:GetAccount to this role, so sends are paced at the account's own rate",
     )
-    return None
+    return fallback, False
 
 
 class SesSink:
@@ -106,10 +111,8 @@ class SesSink:
         self._configuration_set = settings.ses_configuration_set
         self._client: SESV2Client = client or make_client("sesv2", self.client_config(settings))
         guard_deadlines(self._client)
-        known = account_send_rate(self._client)
-        # Unpaced sends past the account's rate are throttled: a conservative pace instead.
-        self.send_rate_unknown = known is None
-        rate = FALLBACK_SEND_RATE if known is None else known
+        rate, said = account_send_rate(self._client)
+        self.send_rate_unknown = not said
         self._limiter = RateLimiter(rate)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
         # At the account's send rate, half the deadline's worth of messages per round.

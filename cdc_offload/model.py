@@ -251,14 +251,33 @@ class Job:
     envelope: Envelope | None = None
 
 
+class RecipientStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    # IOMAD's task stops a row's remaining copies after one failed send; so do we.
+    NOT_SENT = "not_sent"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """What AWS said about one copy of a row."""
+
+    recipient: Recipient
+    status: RecipientStatus
+    message_id: str | None = None
+    error_code: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What the sink says about one job."""
+    """What the sink says about one job. `accepted` is the row's fate: the user's copy (and, for
+    SQS, the one message carrying every copy) was accepted, so the row must not go back to Moodle."""
 
     outbox_id: int
     accepted: bool
     message_id: str | None = None
     error_code: str | None = None
+    recipients: tuple[RecipientOutcome, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,3 +293,4 @@ class Resolution:
     sink: str | None = None
     message_id: str | None = None
     attempts: int = 0
+    recipients: tuple[RecipientOutcome, ...] = ()

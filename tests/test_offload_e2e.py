@@ -36,11 +36,11 @@ def assert_delivered_once(messages: list[dict[str, Any]], expected: dict[int, Ne
     for outbox_id, user in expected.items():
         assert len(by_outbox[outbox_id]) == 1, f"outbox row {outbox_id} arrived {len(by_outbox[outbox_id])} times"
         (message,) = by_outbox[outbox_id]
-        assert message["recipient"]["address"] == user.email
+        assert message["recipients"][0]["address"] == user.email
         assert message["subject"] == SUBJECT
         assert f"password: {user.password}</br>" in message["html_body"]
         assert f"username: {user.username}</br>" in message["html_body"]
-        assert message["schema_version"] == 1
+        assert message["schema_version"] == 2
 
 
 def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(

@@ -144,6 +144,23 @@ tuning_options = _compose(
         "--breaker-failures", type=int, default=5, show_default=True, help="Failed AWS rounds in a row that open it."
     ),
     option("--breaker-cooldown", type=float, default=30.0, show_default=True, help="Seconds the breaker stays open."),
+    option(
+        "--moodle-lock",
+        type=click.Choice(["mysql", "none"]),
+        default="mysql",
+        show_default=True,
+        help="Claim rows under the MySQL lock Moodle's cron holds while IOMAD's email task runs; 'none' for a site "
+        "whose $CFG->lock_factory is not the database's (duplicates against the task are then possible, counted).",
+    ),
+    option("--moodle-lock-database", help="Moodle's $CFG->dbname, which names that lock (default: the writer DSN's)."),
+    option("--moodle-lock-prefix", help="Moodle's $CFG->prefix, which names that lock (default: --table-prefix)."),
+    option(
+        "--moodle-lock-wait",
+        type=float,
+        default=1.0,
+        show_default=True,
+        help="Seconds a round waits for that lock while the email task holds it.",
+    ),
 )
 pipeline_options = _compose(sink_options, _sender_option("--from", "--ses-from"), tuning_options)
 replay_pipeline_options = _compose(sink_options, _sender_option("--ses-from"), tuning_options)
@@ -240,6 +257,10 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             standby_poll=params.get("standby_poll", 1.0),
             metrics_port=params.get("metrics_port"),
             metrics_host=params.get("metrics_host", "0.0.0.0"),
+            moodle_lock=params.get("moodle_lock", "mysql"),
+            moodle_lock_database=params.get("moodle_lock_database"),
+            moodle_lock_prefix=params.get("moodle_lock_prefix"),
+            moodle_lock_wait=params.get("moodle_lock_wait", 1.0),
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None

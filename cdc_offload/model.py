@@ -294,3 +294,5 @@ class Resolution:
     message_id: str | None = None
     attempts: int = 0
     recipients: tuple[RecipientOutcome, ...] = ()
+    # The `sent` value our claim wrote (claim-first): the guard of the final delete or restore.
+    claim_mark: int | None = None

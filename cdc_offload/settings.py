@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cdc_offload.moodle_lock import task_lock_key
+
 SinkKind = Literal["sqs", "ses"]
 SuppressMode = Literal["delete", "mark-sent"]
+MoodleLockMode = Literal["mysql", "none"]
 ResumeMode = Literal["position", "gtid"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
@@ -235,6 +238,15 @@ class Settings:
     lock_lease: float | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    # The lock Moodle's cron holds while IOMAD's email task runs: "mysql" (Moodle's default lock
+    # factory on MySQL/MariaDB) or "none" (a site whose $CFG->lock_factory is another one).
+    moodle_lock: MoodleLockMode = "mysql"
+    # Moodle's $CFG->dbname and $CFG->prefix, which name that lock. None: the writer DSN's database
+    # and --table-prefix.
+    moodle_lock_database: str | None = None
+    moodle_lock_prefix: str | None = None
+    # How long a round waits for that lock while the task holds it (the loop reads on meanwhile).
+    moodle_lock_wait: float = 1.0
 
     def __post_init__(self) -> None:
         identifier("--state-schema", self.state_schema)
@@ -277,6 +289,8 @@ class Settings:
             raise SettingsError("--max-batch", "must be at least 1")
         if not self.templates:
             raise SettingsError("--template", "name at least one outbox template to offload")
+        if not 0 <= self.moodle_lock_wait < self.max_event_age:
+            raise SettingsError("--moodle-lock-wait", "must be between 0 and --max-event-age seconds")
 
     @property
     def lease_seconds(self) -> float:
@@ -284,6 +298,15 @@ class Settings:
         if self.lock_lease is not None:
             return self.lock_lease
         return max(30.0, 3 * self.sink.deadline, 3 * self.standby_poll)
+
+    @property
+    def moodle_task_lock(self) -> str | None:
+        """The GET_LOCK name of IOMAD's email task, or None when the site's locks are not MySQL's."""
+        if self.moodle_lock == "none":
+            return None
+        database = self.moodle_lock_database or self.writer.database
+        prefix = self.tables.prefix if self.moodle_lock_prefix is None else self.moodle_lock_prefix
+        return task_lock_key(database, prefix)
 
     @property
     def lock_name(self) -> str:

@@ -8,7 +8,10 @@ from typing import Protocol
 from cdc_offload.model import Delivery, Job
 
 # Error codes a sink reports that are not AWS's own (AWS codes pass through as they come).
+# The call was with AWS when the round's deadline passed: AWS may still accept it (uncertain).
 DEADLINE = "DeadlineExceeded"
+# The deadline passed before the call could start: nothing reached AWS.
+NOT_ATTEMPTED = "NotAttempted"
 UNREACHABLE = "Unreachable"
 TOO_LARGE = "MessageTooLarge"
 BREAKER_OPEN = "BreakerOpen"

@@ -13,7 +13,7 @@ import botocore.exceptions
 
 from cdc_offload.model import Delivery
 from cdc_offload.settings import SinkSettings
-from cdc_offload.sinks import DEADLINE, UNREACHABLE
+from cdc_offload.sinks import DEADLINE, NOT_ATTEMPTED, UNREACHABLE
 
 T = TypeVar("T")
 
@@ -37,6 +37,10 @@ def client_config(settings: SinkSettings) -> botocore.config.Config:
 
 
 _call = threading.local()
+
+
+class NeverStarted(Exception):
+    """The round's deadline passed while the call waited for a pool thread: nothing was sent."""
 
 
 class AttemptAfterDeadline(Exception):
@@ -67,6 +71,8 @@ def guard_deadlines(client: Any) -> None:
 
 def error_code(error: Exception) -> str:
     """A short, content-free name for what went wrong (AWS's own code where there is one)."""
+    if isinstance(error, NeverStarted):
+        return NOT_ATTEMPTED
     if isinstance(error, AttemptAfterDeadline):
         return DEADLINE
     if isinstance(error, botocore.exceptions.ClientError):
@@ -112,7 +118,7 @@ class BoundedCalls:
     @staticmethod
     def _within(until: float, call: Callable[[T], list[Delivery]], unit: T) -> list[Delivery]:
         if time.monotonic() >= until:
-            raise AttemptAfterDeadline("deadline passed before a pool thread was free")
+            raise NeverStarted("deadline passed before a pool thread was free")
         _call.until = until
         try:
             return call(unit)

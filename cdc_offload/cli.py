@@ -337,7 +337,7 @@ def _log_checks(results: list[Any]) -> bool:
 
 
 def gather_checks(settings: Settings) -> list[Any]:
-    from cdc_offload.preflight import source_checks, writer_checks
+    from cdc_offload.preflight import moodle_lock_check, source_checks, writer_checks
     from cdc_offload.store import Store, StoreError
 
     store = Store(settings)
@@ -352,6 +352,7 @@ def gather_checks(settings: Settings) -> list[Any]:
         store.close()
     results = writer_checks(settings, lambda: present)
     results += source_checks(settings, saved)
+    results.append(moodle_lock_check(settings))
     return results
 
 
@@ -425,7 +426,12 @@ def _json_or_table(rows: list[dict[str, Any]], as_json: bool, columns: tuple[str
 @writer_options
 @option("--user", "userid", type=int, help="The Moodle user id to look up.")
 @option("--since", help="Only rows handled at or after this UTC time (YYYY-MM-DD[ HH:MM:SS]).")
-@option("--status", type=click.Choice(["offloaded", "raced", "fallback", "skipped", "stale"]))
+@option(
+    "--status",
+    type=click.Choice(
+        ["offloaded", "raced", "fallback", "skipped", "stale", "claimed", "uncertain", "duplicate_observed"]
+    ),
+)
 @option("--limit", type=int, default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the default when not on a terminal).")
 def ledger(**params: Any) -> None:
@@ -448,11 +454,20 @@ def ledger(**params: Any) -> None:
         )
     except Exception as error:  # noqa: BLE001 - one clear line
         raise click.ClickException(f"cannot read the ledger: {_describe(error)}") from None
-    _json_or_table(
-        [dataclasses.asdict(e) for e in entries],
-        params["as_json"],
-        ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at"),
-    )
+    rows = [dataclasses.asdict(e) for e in entries]
+    if params["as_json"] or not sys.stdout.isatty():
+        _json_or_table(rows, True, ())
+        return
+    # On a terminal: each row, then one line per copy (who, the sidecar's word, SES's word).
+    for row in rows:
+        _json_or_table(
+            [row], False, ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at")
+        )
+        for copy in row["recipients"]:
+            click.echo(
+                f"    #{copy['index']} {copy['kind']:<12} {copy['address']:<32} {copy['status']:<9} "
+                f"{copy['delivery'] or '-'} {copy['delivery_detail'] or ''}".rstrip()
+            )
 
 
 @main.group()

@@ -766,8 +766,10 @@ class Pipeline:
         source_factory: SourceFactory,
         first_start: Callable[[], Checkpoint],
         options: RunOptions | None = None,
+        recipients: RecipientResolver | None = None,
     ) -> None:
         self._settings = settings
+        self._recipients = recipients or UserAlone()
         self._store = store
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -803,6 +805,7 @@ class Pipeline:
                 self._metrics.active.set(0)
         self._health.role = "stopped"
         self._store.close()
+        self._recipients.close()
 
     def _lead_or_stand_by(self, stop: threading.Event) -> bool:
         if not self._store.connected:
@@ -858,6 +861,7 @@ class Pipeline:
                 checkpoint,
                 self._options,
                 self.tally,
+                recipients=self._recipients,
             )
             try:
                 session.run(stop)

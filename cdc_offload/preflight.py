@@ -439,3 +439,30 @@ def writer_checks(settings: Settings, state_present: Callable[[], bool]) -> list
         )
     )
     return results
+
+
+HOW_TO_TELL_LOCK_FACTORY = (
+    "look in Moodle's config.php: with no $CFG->lock_factory line (or '\\core\\lock\\mysql_lock_factory') the "
+    "site's cron locks are MySQL named locks and --moodle-lock mysql applies; any other factory (database rows, "
+    "files, Redis, ...) needs --moodle-lock none"
+)
+
+
+def moodle_lock_check(settings: Settings) -> CheckResult:
+    """Whether claims run under the lock IOMAD's email task runs under (README, "Against IOMAD's task")."""
+    key = settings.moodle_task_lock
+    if key is None:
+        return CheckResult(
+            "Moodle email-task lock",
+            True,
+            "--moodle-lock none: claims do not exclude IOMAD's email task, which can send a row we also send "
+            "(counted as duplicate_observed or uncertain)",
+            HOW_TO_TELL_LOCK_FACTORY,
+            warning=True,
+        )
+    database = settings.moodle_lock_database or settings.writer.database
+    return CheckResult(
+        f"Moodle email-task lock (GET_LOCK {key[:12]}… for {database}, prefix "
+        f"{settings.moodle_lock_prefix or settings.tables.prefix}; right unless config.php sets $CFG->lock_factory)",
+        True,
+    )

@@ -331,7 +331,9 @@ def reader_privilege_checks(lines: list[str], settings: Settings) -> list[CheckR
             return True
         if grant.db == "*" and grant.table == "*":
             return grant.privilege in {"REPLICATION SLAVE", *_REPLICATION_CLIENT}
-        return grant.privilege == "SELECT" and grant.db == db and grant.table in tables
+        # The recipient look-up's tables are granted by `init` too (see recipient_privilege_checks).
+        readable = (*tables, *settings.tables.recipient_tables())
+        return grant.privilege == "SELECT" and grant.db == db and grant.table in readable
 
     return _privilege_results(
         "reader",
@@ -340,6 +342,28 @@ def reader_privilege_checks(lines: list[str], settings: Settings) -> list[CheckR
         unread,
         "run the reader's GRANT statements `cdc-offload init` prints",
     )
+
+
+def recipient_privilege_checks(lines: list[str], settings: Settings) -> list[CheckResult]:
+    """What the recipient look-up reads on the replica besides the two watched tables: IOMAD's
+    company, department, manager, profile-field, template and site-config tables (SELECT only)."""
+    grants, _ = parse_grants(lines)
+    db = settings.source.database
+    missing = [
+        f"SELECT ON `{db}`.`{table}`"
+        for table in settings.tables.recipient_tables()
+        if not _has(grants, "SELECT", db, table)
+    ]
+    if missing:
+        return [
+            CheckResult(
+                "reader recipient look-up",
+                False,
+                f"the reader lacks {'; '.join(missing)}, so every row would be left to Moodle",
+                "run the reader's GRANT statements `cdc-offload init` prints",
+            )
+        ]
+    return [CheckResult("reader recipient look-up", True)]
 
 
 def writer_privilege_checks(lines: list[str], settings: Settings) -> list[CheckResult]:

@@ -69,6 +69,12 @@ def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
         f"INSERT IGNORE INTO {prefix}department (id, name, shortname, company, parent) "
         "VALUES (1, 'Demo Academy', 'demo', 1, 0)"
     )
+    # The site settings a fresh Moodle install has: the support user IOMAD's task sends as (its
+    # FromName) is named by them.
+    cursor.execute(
+        f"INSERT IGNORE INTO {prefix}config (name, value) VALUES ('supportemail', 'support@academy.example'), "
+        "('supportname', 'Demo Academy'), ('lang', 'en')"
+    )
 
 
 # The 22 properties of IOMAD's template object, in the order `queue_for_cron()` serializes them;

@@ -115,7 +115,9 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
                 )
             results.append(_tls_result("source", settings.source, *tls.session_tls(connection)))
             results.append(_replication_privilege(cursor))
-            results.extend(reader_privilege_checks(_grants(cursor), settings))
+            grant_lines = _grants(cursor)
+            results.extend(reader_privilege_checks(grant_lines, settings))
+            results.extend(recipient_privilege_checks(grant_lines, settings))
             results.extend(_table_checks(cursor, settings))
             if saved is not None:
                 results.append(_position_on_server(cursor, saved))

@@ -15,6 +15,7 @@ from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint
 from cdc_offload.pipeline import Pipeline, RunOptions, Source
+from cdc_offload.recipients.lookup import RecipientLookup
 from cdc_offload.server import current_end
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
@@ -74,6 +75,7 @@ def build(settings: Settings, options: RunOptions | None = None, metrics: Metric
         source_factory,
         lambda: current_end(settings.source),
         options,
+        recipients=RecipientLookup(settings),
     )
     server = None
     if settings.metrics_port is not None:

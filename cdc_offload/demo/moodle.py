@@ -73,7 +73,13 @@ def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
     # FromName) is named by them.
     cursor.execute(
         f"INSERT IGNORE INTO {prefix}config (name, value) VALUES ('supportemail', 'support@academy.example'), "
-        "('supportname', 'Demo Academy'), ('lang', 'en')"
+        "('supportname', 'Demo Academy'), ('lang', 'en'), ('siteadmins', '2')"
+    )
+    # Moodle's installer creates the guest (1) and the admin (2), whom the cron runs as.
+    cursor.execute(
+        f"INSERT IGNORE INTO {prefix}user (id, auth, confirmed, mnethostid, username, firstname, lastname, email, "
+        "timecreated, timemodified) VALUES (1, 'manual', 1, 1, 'guest', 'Guest user', ' ', 'root@localhost', 0, 0), "
+        "(2, 'manual', 1, 1, 'admin', 'Admin', 'User', 'admin@academy.example', 0, 0)"
     )
 
 

@@ -157,7 +157,7 @@ tuning_options = _compose(
     option(
         "--moodle-lock-wait",
         type=float,
-        default=1.0,
+        default=2.0,
         show_default=True,
         help="Seconds a round waits for that lock while the email task holds it.",
     ),
@@ -260,7 +260,7 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             moodle_lock=params.get("moodle_lock", "mysql"),
             moodle_lock_database=params.get("moodle_lock_database"),
             moodle_lock_prefix=params.get("moodle_lock_prefix"),
-            moodle_lock_wait=params.get("moodle_lock_wait", 1.0),
+            moodle_lock_wait=params.get("moodle_lock_wait", 2.0),
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None

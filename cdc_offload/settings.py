@@ -246,7 +246,7 @@ class Settings:
     moodle_lock_database: str | None = None
     moodle_lock_prefix: str | None = None
     # How long a round waits for that lock while the task holds it (the loop reads on meanwhile).
-    moodle_lock_wait: float = 1.0
+    moodle_lock_wait: float = 2.0
 
     def __post_init__(self) -> None:
         identifier("--state-schema", self.state_schema)

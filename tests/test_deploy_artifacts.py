@@ -732,7 +732,10 @@ def test_dashboard_has_the_panels_operators_need() -> None:
     assert panel_with('cdc_offload_jobs_total{instance=~".*", status="offloaded"}')
     assert panel_with("sum by (status, reason) (increase(cdc_offload_jobs_total"), "left to Moodle per reason"
     assert panel_with('status="fallback"') and "Fallback rate" in titles
-    assert panel_with('status="raced"')
+    assert panel_with('status=~"uncertain|duplicate_observed"'), "the duplicates a user may have"
+    assert panel_with('status=~"uncertain|duplicate_observed|raced"')
+    assert panel_with("sum by (kind, status) (increase(cdc_offload_recipients_total"), "every copy, by recipient"
+    assert panel_with("cdc_offload_moodle_lock_held_seconds_bucket"), "how long the email task may wait for us"
     assert panel_with("histogram_quantile(0.95, sum by (le, sink) (rate(cdc_offload_dispatch_seconds_bucket")
     assert panel_with("cdc_offload_replication_lag_seconds")
     assert panel_with("cdc_offload_oldest_unresolved_age_seconds")
@@ -879,6 +882,22 @@ def test_compose_schema_loader_has_the_real_moodle_ddl() -> None:
 
     assert tables(loaded) == tables(reference)
     assert set(tables(loaded)) == {"mdl_user", "mdl_email"}
+
+
+def test_compose_loads_iomads_recipient_tables_as_the_demo_does() -> None:
+    loaded = (COMPOSE.parent / "compose" / "initdb" / "15-iomad-tables.sql").read_text()
+    demo = (Path(__file__).resolve().parent.parent / "cdc_offload" / "demo" / "iomad_tables.sql").read_text()
+
+    def tables(sql: str) -> dict[str, str]:
+        return {
+            m.group(1): " ".join(m.group(0).split())
+            for m in re.finditer(r"CREATE TABLE `(\w+)` \(.*?\)[^;]*;", sql, re.DOTALL)
+        }
+
+    assert tables(loaded) == tables(demo)
+    assert {f"mdl_{t}" for t in ("company", "company_users", "department", "user_info_data", "config")} <= set(
+        tables(loaded)
+    )
 
 
 def test_compose_accounts_get_exactly_the_grants_the_program_asks_for() -> None:

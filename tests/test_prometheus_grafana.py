@@ -334,7 +334,7 @@ def test_the_numbers_the_dashboard_shows_match_the_run(run: Run) -> None:
 
     assert value("Active instances / A") == 1, "one active, one standing by"
     assert value("Offloaded to AWS / A") >= USERS * 0.9, "increase() extrapolates; the run offloaded all"
-    assert value("Raced (duplicate risk) / A") == 0
+    assert value("Duplicates counted / A") == 0
     assert value("AWS circuit breaker / A") == 0
     assert value("Fail-closed / A") == 0
     assert 0 <= value("Replication lag / A") < 45

@@ -38,12 +38,12 @@ from cdc_offload.model import (
     Idle,
     Job,
     OutboxRow,
+    OutboxUpdate,
     Position,
     Reason,
     Resolution,
     SourceItem,
     Status,
-    OutboxUpdate,
     Undecodable,
 )
 from cdc_offload.policy import decide

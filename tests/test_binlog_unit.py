@@ -19,9 +19,9 @@ from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.binlog import constants as c
 from cdc_offload.binlog.decoders import FastRows, RowDecodeError, compile_row_reader, fast_path_possible, plan
 from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
-from cdc_offload.binlog.gtid import GtidState
+from cdc_offload.binlog.gtid import GtidState, MysqlGtidSet
 from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog.protocol import connect, parse_error, start_dump
+from cdc_offload.binlog.protocol import connect, dump_request, parse_error, start_dump
 from cdc_offload.binlog.tablemap import Column, TableMap, parse
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
@@ -378,3 +378,59 @@ def test_items_cross_the_reader_process_pipe_intact() -> None:
     # A dataclass equals only an object of its own class: a field in the wrong place or a wrong type
     # (a UserRow arriving as something else) fails here.
     assert ForkingPickler.loads(bytes(ForkingPickler.dumps(items))) == items
+
+
+def test_com_binlog_dump_gtid_is_laid_out_as_the_mysql_protocol_documents() -> None:
+    """MySQL's "COM_BINLOG_DUMP_GTID" page (dev.mysql.com/doc/dev/mysql-server/latest/
+    page_protocol_replication_binlog_dump_gtid.html): 0x1e, flags int<2>, server-id int<4>,
+    binlog-filename-len int<4>, binlog-filename, binlog-pos int<8>, and with BINLOG_THROUGH_GTID
+    (0x04) data-size int<4> and the GTID set as Gtid_set::encode writes it: n_sids int<8>, then per
+    SID its 16 bytes, n_intervals int<8>, and each interval's start and exclusive end int<8>."""
+    gtids = MysqlGtidSet("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18")
+    encoded = (
+        b"\x01\x00\x00\x00\x00\x00\x00\x00"  # one SID
+        + bytes.fromhex("3e11fa4771ca11e19e33c80aa9429562")
+        + b"\x02\x00\x00\x00\x00\x00\x00\x00"  # two intervals
+        + b"\x01\x00\x00\x00\x00\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00"  # [1, 6)
+        + b"\x0b\x00\x00\x00\x00\x00\x00\x00\x13\x00\x00\x00\x00\x00\x00\x00"  # [11, 19)
+    )
+    assert gtids.encode() == encoded
+    payload = (
+        b"\x1e"  # COM_BINLOG_DUMP_GTID
+        + b"\x05\x00"  # BINLOG_THROUGH_GTID | BINLOG_DUMP_NON_BLOCK
+        + b"\x2a\x00\x00\x00"  # server id 42
+        + b"\x00\x00\x00\x00"  # no file name
+        + b"\x04\x00\x00\x00\x00\x00\x00\x00"  # position 4
+        + len(encoded).to_bytes(4, "little")
+        + encoded
+    )
+    packet = dump_request(server_id=42, file="", offset=4, blocking=False, mysql_gtids=gtids.encode())
+    assert packet == len(payload).to_bytes(3, "little") + b"\x00" + payload
+    blocking = dump_request(server_id=42, file="", offset=4, blocking=True, mysql_gtids=gtids.encode())
+    assert blocking[5:7] == b"\x04\x00"
+    # COM_BINLOG_DUMP (file/offset): 0x12, position int<4>, flags int<2>, server id int<4>, file name.
+    by_position = dump_request(server_id=42, file="binlog.000007", offset=1187, blocking=True, mysql_gtids=None)
+    assert (
+        by_position[4:] == b"\x12" + (1187).to_bytes(4, "little") + b"\x00\x00" + b"\x2a\x00\x00\x00" + b"binlog.000007"
+    )
+
+
+def test_mysql_gtid_set_renders_like_the_library_and_grows_by_events() -> None:
+    from pymysqlreplication.gtid import Gtid, GtidSet
+
+    text = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18,aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa:7"
+    ours, theirs = MysqlGtidSet(text), GtidSet(text)
+    assert ours.render() == str(theirs)
+    for gtid in (
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:6",
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:10",
+        "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1",
+        "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa:8",
+    ):
+        uuid, gno = gtid.split(":")
+        ours.note_event(bytes.fromhex(uuid.replace("-", "")), int(gno))
+        theirs.merge_gtid(Gtid(gtid))
+        assert ours.render() == str(theirs)
+    assert MysqlGtidSet(None).render() is None
+    with pytest.raises(ValueError):
+        MysqlGtidSet("0-1-5")  # a MariaDB GTID

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,3 +371,21 @@ def test_mysql_gtid_resume_sends_com_binlog_dump_gtid_and_continues_the_set() ->
     assert request == expected[4:], "the dump request, byte for byte"
     commits = [item for item in items if isinstance(item, Commit)]
     assert commits[-1].checkpoint.gtid == full[-1].checkpoint.gtid
+
+
+def test_a_binlog_older_than_mysql_5_6_is_refused(tmp_path: Path) -> None:
+    # The 5.6 file with its FORMAT_DESCRIPTION saying 5.5.62 (checksum recomputed): the format
+    # before 5.6 (no checksums, older rows events) is refused at its first event.
+    original = (DATA / "binlog_56_gtid_reserved_word.000001").read_bytes()
+    size = int.from_bytes(original[4 + 9 : 4 + 13], "little")
+    fde = bytearray(original[4 : 4 + size])
+    fde[19 + 2 : 19 + 52] = b"5.5.62-log".ljust(50, b"\0")
+    fde[-4:] = zlib.crc32(bytes(fde[:-4])).to_bytes(4, "little")
+    older = tmp_path / "mysql-bin.000001"
+    older.write_bytes(original[:4] + bytes(fde) + original[4 + size :])
+    recorded = read_binlog_file(older)
+    with ReplaySource(recorded) as source:
+        reader = FastBinlogReader(settings_for(source), Checkpoint(Position(older.name, 4)), blocking=False)
+        with pytest.raises(SourceRefused, match=r"server of version 5\.5\.62-log") as refused:
+            list(reader)
+    assert "MySQL 8.0 (with binlog_row_metadata=FULL), 8.4 and 9.x and MariaDB 10.5+" in str(refused.value)

@@ -608,8 +608,9 @@ class _MysqlGtids(MysqlGtidSet):
 
 def _too_old(log_file: str, what: str) -> SourceRefused:
     return SourceRefused(
-        f"{log_file} was written by {what}: this reader reads MySQL 5.7, 8.0, 8.4 and 9.x and MariaDB 10.5+ "
-        "binlogs. Upgrade the source server, then `cdc-offload position set --now`; rows are Moodle's to send"
+        f"{log_file} was written by {what}: this reader reads MySQL 8.0 (with binlog_row_metadata=FULL), 8.4 and 9.x "
+        "and MariaDB 10.5+ binlogs. Upgrade the source server, then `cdc-offload position set --now`; rows are "
+        "Moodle's to send"
     )
 
 

@@ -218,7 +218,7 @@ class FastBinlogReader:
         insert_id: int | None = None  # from an INTVAR event: the next statement's first AUTO_INCREMENT
         tables: dict[int, Decoder] = {}  # table id -> decoder, watched tables of this file only
         updated: dict[int, Decoder] = {}  # table id -> decoder, the outbox's only (its UPDATEs are read)
-        shapes: dict[bytes, Decoder] = {}  # table-map body after the table id -> decoder
+        shapes: dict[bytes, Decoder] = {}  # table-map body after the table id (+ checksum kind) -> decoder
         # Until the first FORMAT_DESCRIPTION: the lengths every server since MySQL 5.6 uses.
         post_header: tuple[int, ...] = ()
         map_header = 8
@@ -296,7 +296,8 @@ class FastBinlogReader:
                     stop_at = e - crc
                     if crc and crc32(ev[p + 1 : stop_at]) != u32(ev, stop_at)[0]:
                         raise self._checksum_error(log_file, ev, p)
-                    key = bytes(ev[p + 26 : stop_at])
+                    # The file's checksum setting is part of the shape: a library decoder strips it.
+                    key = bytes(ev[p + 26 : stop_at]) + (b"c" if crc else b"n")
                     decoder = shapes.get(key)
                     if decoder is None:
                         if len(shapes) >= CACHE_LIMIT:

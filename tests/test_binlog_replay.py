@@ -11,6 +11,7 @@ refused with the sentence that names the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -389,3 +390,46 @@ def test_a_binlog_older_than_mysql_5_6_is_refused(tmp_path: Path) -> None:
         with pytest.raises(SourceRefused, match=r"server of version 5\.5\.62-log") as refused:
             list(reader)
     assert "MySQL 8.0 (with binlog_row_metadata=FULL), 8.4 and 9.x and MariaDB 10.5+" in str(refused.value)
+
+
+# -- caching_sha2_password, MySQL 8's default: what no recorded file can show ----------------------
+
+
+def test_caching_sha2_password_over_plaintext_authenticates_by_the_rsa_key_exchange() -> None:
+    name = "mysql_type_bit.000001"
+    recorded = read_binlog_file(DATA / name)
+    with ReplaySource(recorded, password="r3plica!pw") as source:
+        settings = settings_for(source)
+        dsn = dataclasses.replace(settings.source, password="r3plica!pw")
+        reader = FastBinlogReader(
+            dataclasses.replace(settings, source=dsn),
+            Checkpoint(Position(name, 4)),
+            blocking=False,
+            watched=watch_every_table(recorded),
+        )
+        rows = [item for item in reader if isinstance(item, ChangeEvent)]
+        assert source.authentications == ["rsa"] and len(rows) == 1
+        wrong = FastBinlogReader(settings, Checkpoint(Position(name, 4)), blocking=False)
+        with pytest.raises(SourceError, match="MySQL error 1045") as refused:
+            list(wrong)
+        assert "r3plica" not in str(refused.value)
+
+
+def test_caching_sha2_password_over_verified_tls_sends_the_password_inside_tls(tmp_path: Path) -> None:
+    from cdc_offload.settings import TlsSettings
+    from tests.tls import make_pki
+
+    pki = make_pki(tmp_path)
+    name = "mysql_type_bit.000001"
+    recorded = read_binlog_file(DATA / name)
+    with ReplaySource(recorded, password="r3plica!pw", tls=(pki.server_cert, pki.server_key)) as source:
+        settings = settings_for(source)
+        dsn = dataclasses.replace(settings.source, password="r3plica!pw", tls=TlsSettings(ca=str(pki.ca), require=True))
+        reader = FastBinlogReader(
+            dataclasses.replace(settings, source=dsn),
+            Checkpoint(Position(name, 4)),
+            blocking=False,
+            watched=watch_every_table(recorded),
+        )
+        rows = [item for item in reader if isinstance(item, ChangeEvent)]
+    assert source.authentications == ["tls"] and len(rows) == 1, "the dump itself ran over the TLS socket"

@@ -1,7 +1,9 @@
 """A replication source that serves a recorded binlog file: just enough of the MySQL protocol for
 the fast reader to run unchanged against bytes real MySQL and MariaDB servers wrote.
 
-It speaks the handshake (v10, mysql_native_password, no TLS), answers the reader's queries
+It speaks the handshake (v10; mysql_native_password accepting anyone, or caching_sha2_password
+checking a password by its full authentication: the RSA key exchange over plaintext, the password
+itself over TLS when a certificate is given), answers the reader's queries
 (`SHOW GLOBAL VARIABLES`, `SELECT @@global.binlog_checksum, @@version`, its `SET`s), and on
 COM_BINLOG_DUMP / COM_BINLOG_DUMP_GTID sends what a server sends: a fake ROTATE, then the file's
 events from its FORMAT_DESCRIPTION on, each as a binlog network packet, then EOF (the reader asks
@@ -11,15 +13,27 @@ for a non-blocking dump). Every command the reader sent is kept, so a test can c
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
+import ssl
 import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 EVENT_HEADER = 19
 _CAPABILITIES = 0x0001 | 0x0008 | 0x0200 | 0x2000 | 0x8000 | 0x20000 | 0x80000
+_OK = b"\x00\x00\x00\x02\x00\x00\x00"
+_SALT = b"12345678" + b"9abcdefghijk"  # the handshake's 20-byte scramble
+
+
+@functools.cache
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @dataclass(frozen=True)
@@ -70,11 +84,16 @@ def _column(name: str) -> bytes:
 
 @dataclass
 class ReplaySource:
-    """Serves `recorded` to every connection, in a thread of the test process."""
+    """Serves `recorded` to every connection, in a thread of the test process. With `password`,
+    clients authenticate with caching_sha2_password; with `tls` (certificate, key), TLS is offered.
+    `authentications` says how each client proved its password: "rsa" or "tls"."""
 
     recorded: RecordedFile
     server_id: int = 1
+    password: str | None = None
+    tls: tuple[Path, Path] | None = None
     commands: list[bytes] = field(default_factory=list)
+    authentications: list[str] = field(default_factory=list)
     _listener: socket.socket | None = None
     _thread: threading.Thread | None = None
 
@@ -117,8 +136,14 @@ class ReplaySource:
         try:
             with sock:
                 self._send(sock, 0, self._handshake())
-                self._receive(sock)  # the handshake response: any user, any password
-                self._send(sock, 2, b"\x00\x00\x00\x02\x00\x00\x00")
+                sequence, response = self._receive_numbered(sock)
+                if self.tls is not None and len(response) == 32:  # an SSLRequest: TLS, then the response
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    context.load_cert_chain(*self.tls)
+                    sock = context.wrap_socket(sock, server_side=True)
+                    sequence, response = self._receive_numbered(sock)
+                if not self._authenticate(sock, sequence):
+                    return
                 while True:
                     packet = self._receive(sock)
                     if not packet:
@@ -132,13 +157,44 @@ class ReplaySource:
                     elif packet[0] == 0x01:
                         return
                     else:
-                        self._send(sock, 1, b"\x00\x00\x00\x02\x00\x00\x00")
-        except OSError:
+                        self._send(sock, 1, _OK)
+        except (OSError, ssl.SSLError):
             return
+
+    def _authenticate(self, sock: socket.socket, sequence: int) -> bool:
+        if self.password is None:
+            self._send(sock, sequence + 1, _OK)
+            return True
+        # caching_sha2_password with an empty cache: always the full authentication.
+        self._send(sock, sequence + 1, b"\x01\x04")
+        sequence, answer = self._receive_numbered(sock)
+        if answer == b"\x02":  # plaintext: the client asks for our RSA public key
+            self._send(
+                sock,
+                sequence + 1,
+                b"\x01"
+                + _rsa_key()
+                .public_key()
+                .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            )
+            sequence, encrypted = self._receive_numbered(sock)
+            oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+            mixed = _rsa_key().decrypt(encrypted, oaep)
+            answer = bytes(byte ^ _SALT[n % len(_SALT)] for n, byte in enumerate(mixed))
+            self.authentications.append("rsa")
+        else:
+            self.authentications.append("tls" if isinstance(sock, ssl.SSLSocket) else "cleartext")
+        if answer.rstrip(b"\x00") != self.password.encode():
+            self._send(sock, sequence + 1, b"\xff" + struct.pack("<H", 1045) + b"#28000Access denied")
+            return False
+        self._send(sock, sequence + 1, _OK)
+        return True
 
     def _handshake(self) -> bytes:
         version = self.recorded.server_version.encode()
-        salt = b"12345678" + b"9abcdefghijk"
+        salt = _SALT
+        capabilities = _CAPABILITIES | (0x0800 if self.tls is not None else 0)  # CLIENT_SSL
+        plugin = b"caching_sha2_password" if self.password is not None else b"mysql_native_password"
         return (
             b"\x0a"
             + version
@@ -146,15 +202,16 @@ class ReplaySource:
             + struct.pack("<I", 7)
             + salt[:8]
             + b"\x00"
-            + struct.pack("<H", _CAPABILITIES & 0xFFFF)
+            + struct.pack("<H", capabilities & 0xFFFF)
             + bytes([45])
             + struct.pack("<H", 2)
-            + struct.pack("<H", _CAPABILITIES >> 16)
+            + struct.pack("<H", capabilities >> 16)
             + bytes([21])
             + b"\x00" * 10
             + salt[8:]
             + b"\x00"
-            + b"mysql_native_password\x00"
+            + plugin
+            + b"\x00"
         )
 
     def _query(self, sock: socket.socket, query: str) -> None:
@@ -172,8 +229,11 @@ class ReplaySource:
             self._result(sock, ["Variable_name", "Value"], [[name, variables[name]] for name in wanted])
         elif text.startswith("SELECT @@GLOBAL.BINLOG_CHECKSUM, @@VERSION"):
             self._result(sock, ["@@global.binlog_checksum", "@@version"], [[checksum, self.recorded.server_version]])
+        elif text == "SHOW SESSION STATUS LIKE 'SSL_CIPHER'":
+            cipher = sock.cipher()[0] if isinstance(sock, ssl.SSLSocket) and sock.cipher() else ""
+            self._result(sock, ["Variable_name", "Value"], [["Ssl_cipher", cipher]])
         elif text.startswith("SET "):
-            self._send(sock, 1, b"\x00\x00\x00\x02\x00\x00\x00")
+            self._send(sock, 1, _OK)
         else:
             self._send(sock, 1, b"\xff" + struct.pack("<H", 1064) + b"#42000" + b"not served by the replay source")
 
@@ -216,10 +276,14 @@ class ReplaySource:
 
     @staticmethod
     def _receive(sock: socket.socket) -> bytes:
+        return ReplaySource._receive_numbered(sock)[1]
+
+    @staticmethod
+    def _receive_numbered(sock: socket.socket) -> tuple[int, bytes]:
         header = _exactly(sock, 4)
         if not header:
-            return b""
-        return _exactly(sock, int.from_bytes(header[:3], "little"))
+            return 0, b""
+        return header[3], _exactly(sock, int.from_bytes(header[:3], "little"))
 
 
 def _exactly(sock: socket.socket, size: int) -> bytes:

@@ -97,6 +97,12 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.statement_format = Counter(
+            "cdc_offload_statement_format_rows_total",
+            "INSERTs on the watched tables written in statement format (not readable, left to Moodle).",
+            ["table"],
+            registry=r,
+        )
         self.jobs = Counter(
             "cdc_offload_jobs_total", "Outbox rows resolved, by outcome and reason.", ["status", "reason"], registry=r
         )
@@ -184,6 +190,7 @@ class Metrics:
         for table in WATCHED_TABLES:
             self.rows.labels(table)
             self.undecodable.labels(table)
+            self.statement_format.labels(table)
         for status, reason in OUTCOMES:
             self.jobs.labels(status.value, reason.value)
         for sink in SINKS:

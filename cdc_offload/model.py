@@ -133,6 +133,22 @@ class Undecodable:
     # Known when the row's id and user decoded: the ledger then records why it was left to Moodle.
     outbox_id: int | None = None
     userid: int | None = None
+    # An INSERT written in statement format (a session with binlog_format=STATEMENT/MIXED): the
+    # row itself is not in the binlog. Counted apart, as it means the server's setting changed.
+    statement_format: bool = False
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class OutboxUpdate:
+    """An UPDATE of a watched outbox row: IOMAD's task marking it sent, or our own claim/restore."""
+
+    outbox_id: int
+    userid: int
+    sent_before: int | None
+    sent_after: int | None
+    start: Checkpoint
+    event_time: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +158,7 @@ class EventCounts:
     counts: tuple[tuple[str, int], ...]
 
 
-SourceItem = ChangeEvent | Commit | Idle | Undecodable | EventCounts
+SourceItem = ChangeEvent | Commit | Idle | Undecodable | EventCounts | OutboxUpdate
 
 
 class Status(enum.StrEnum):

@@ -39,6 +39,7 @@ from cdc_offload.model import (
     Idle,
     Job,
     OutboxRow,
+    OutboxUpdate,
     Position,
     Reason,
     RecipientOutcome,
@@ -408,7 +409,8 @@ class Session:
                     self._metrics.events.labels(kind).inc(count)
             elif isinstance(item, Undecodable):
                 table = "user" if item.table == self._settings.tables.user_table else "outbox"
-                self._metrics.undecodable.labels(table).inc()
+                counter = self._metrics.statement_format if item.statement_format else self._metrics.undecodable
+                counter.labels(table).inc()
                 if item.outbox_id is not None:
                     self._unusable[item.outbox_id] = Resolution(
                         item.outbox_id,
@@ -422,6 +424,8 @@ class Session:
                 logs.warning(
                     "row_undecodable", table=item.table, position=str(item.start.position), problem=item.problem
                 )
+            elif isinstance(item, OutboxUpdate):
+                pass  # issue 11 (duplicate_observed) wires these
 
     def _expire(self, jobs: list[Job]) -> None:
         for job in jobs:

@@ -121,28 +121,39 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
             results.extend(_table_checks(cursor, settings))
             if saved is not None:
                 results.append(_position_on_server(cursor, saved))
+            results = _managed_service(cursor, results)
     finally:
         connection.close()
     return results
 
 
+def _managed_service(cursor: Any, results: list[CheckResult]) -> list[CheckResult]:
+    """RDS/Aurora: fixes said in parameter-group terms, the binlog retention and the grants note."""
+    from cdc_offload import managed  # it builds on CheckResult, defined here
+
+    service, extra = managed.service_checks(cursor)
+    return managed.adapt_fixes(results, service) + extra
+
+
 def _replication_privilege(cursor: Any) -> CheckResult:
     """The binlog status is readable (what a first start asks the server)."""
+    statement = "SHOW MASTER STATUS"
     try:
         try:
-            cursor.execute("SHOW MASTER STATUS")
+            cursor.execute(statement)
         except pymysql.err.ProgrammingError:
-            cursor.execute("SHOW BINARY LOG STATUS")  # MySQL 8.4 removed SHOW MASTER STATUS
+            statement = "SHOW BINARY LOG STATUS"  # MySQL 8.4 removed SHOW MASTER STATUS
+            cursor.execute(statement)
         row = cursor.fetchone()
     except pymysql.err.Error:
         return CheckResult(
             "binlog status",
             False,
-            "the reader cannot run SHOW MASTER STATUS",
+            f"the reader cannot run {statement}",
             "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the reader (see `cdc-offload init`)",
         )
     if row is None:
-        return CheckResult("binlog status", False, "SHOW MASTER STATUS is empty", "turn the binlog on")
+        return CheckResult("binlog status", False, f"{statement} is empty", "turn the binlog on")
     return CheckResult("binlog status", True)
 
 

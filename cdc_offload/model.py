@@ -149,6 +149,9 @@ class OutboxUpdate:
     sent_after: int | None
     start: Checkpoint
     event_time: int
+    # Whether `modifiedtime` changed (IOMAD's task sets it when marking; we never do); None when
+    # the outbox has no such column.
+    modifiedtime_changed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

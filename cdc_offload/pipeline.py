@@ -283,6 +283,8 @@ class Session:
         # Where the rows of the round being started begin: a commit made while starting it (an
         # overlapping outbox id) must not pass them before the round is in flight.
         self._taking: list[Checkpoint] = []
+        # Outbox rows seen re-marked sent in the binlog, checked against the ledger at the next step.
+        self._remarked: set[int] = set()
         self._store = store
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -346,6 +348,7 @@ class Session:
                 ended = got
             if stop.is_set():
                 break
+            self._note_duplicates()
             self._commit_answered_rounds()
             self._expire(self._correlator.advance(0.0))
             self._retry_deferred()
@@ -424,8 +427,17 @@ class Session:
                 logs.warning(
                     "row_undecodable", table=item.table, position=str(item.start.position), problem=item.problem
                 )
-            elif isinstance(item, OutboxUpdate):
-                pass  # issue 11 (duplicate_observed) wires these
+            elif isinstance(item, OutboxUpdate) and self._remarks_a_sent_row(item):
+                self._remarked.add(item.outbox_id)
+
+    @staticmethod
+    def _remarks_a_sent_row(update: OutboxUpdate) -> bool:
+        """A row already marked sent, marked again: IOMAD's task marking a row it loaded before our
+        claim, after sending it too. (Our own claim and restore go from and to NULL, and never touch
+        `modifiedtime`; the task's mark can fall in the same second as our claim.)"""
+        if update.sent_before is None or update.sent_after is None:
+            return False
+        return bool(update.modifiedtime_changed) or update.sent_after != update.sent_before
 
     def _expire(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -593,6 +605,16 @@ class Session:
             self._metrics.task_lock_held.observe(claimed.held_seconds)
         crash_point("after_claim")
         return claimed
+
+    def _note_duplicates(self) -> None:
+        if not self._remarked or self._options.dry_run:
+            return
+        ours, pending = self._store.note_duplicates(sorted(self._remarked))
+        self._remarked = set(pending)
+        if ours:
+            self._metrics.jobs.labels(Status.DUPLICATE_OBSERVED.value, Reason.SENT_BY_MOODLE.value).inc(len(ours))
+            for outbox_id in ours:
+                logs.warning("duplicate_observed", outbox_id=outbox_id, by="iomad_email_task")
 
     def _claims_paused(self) -> bool:
         return time.monotonic() < self._claims_paused_until

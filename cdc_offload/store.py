@@ -582,21 +582,24 @@ class Store:
             for row in rows
         ]
 
-    def note_duplicates(self, outbox_ids: Sequence[int]) -> list[int]:
+    def note_duplicates(self, outbox_ids: Sequence[int]) -> tuple[list[int], list[int]]:
         """Rows we delivered that IOMAD's task marked sent again (it sent them too): recorded as
-        `duplicate_observed`. Returns the ids the ledger had as ours."""
+        `duplicate_observed`. Returns the ids the ledger had as ours, and those still `claimed`
+        (AWS has not answered yet: the caller asks again once they are settled)."""
         if not outbox_ids:
-            return []
+            return [], []
         try:
             with self._cursor() as cursor:
                 self._check_lock(cursor)
                 wanted = _placeholders(len(outbox_ids))
                 cursor.execute(
-                    f"SELECT outbox_id FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({wanted}) "
-                    "AND status = 'offloaded' FOR UPDATE",
+                    f"SELECT outbox_id, status FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({wanted}) "
+                    "AND status IN ('offloaded', 'claimed') FOR UPDATE",
                     tuple(outbox_ids),
                 )
-                ours = sorted(int(row[0]) for row in cursor.fetchall())
+                found = cursor.fetchall()
+                ours = sorted(int(row[0]) for row in found if row[1] == Status.OFFLOADED)
+                pending = sorted(int(row[0]) for row in found if row[1] == Status.CLAIMED)
                 if ours:
                     cursor.execute(
                         f"UPDATE `{self._schema}`.`ledger` SET status = 'duplicate_observed', reason = %s "
@@ -604,7 +607,7 @@ class Store:
                         (Reason.SENT_BY_MOODLE.value, *ours),
                     )
             self._commit()
-            return ours
+            return ours, pending
         except LeadershipLost:
             self._rollback_quietly()
             raise

@@ -563,6 +563,7 @@ class FastBinlogReader:
                     _optional_integer(after[keys.sent]),
                     boundary,
                     timestamp,
+                    None if keys.modifiedtime is None else before[keys.modifiedtime] != after[keys.modifiedtime],
                 )
                 for before, after in pairs
             ]

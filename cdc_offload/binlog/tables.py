@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from cdc_offload.binlog import tablemap
@@ -42,6 +42,12 @@ class OutboxKeys:
     id: str
     userid: str
     sent: str
+    # IOMAD's task sets it when it marks a row; our claim and restore never touch it. None: the
+    # site's outbox has no such column.
+    modifiedtime: str | None = None
+
+    def columns(self) -> tuple[str, ...]:
+        return (self.id, self.userid, self.sent) + ((self.modifiedtime,) if self.modifiedtime else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +95,7 @@ class Watched:
             return outbox_from_values(values, names)
 
         outbox_columns = tuple(dict.fromkeys(names.column(logical) for logical in OUTBOX_LOGICAL_COLUMNS))
-        keys = OutboxKeys(names.column("id"), names.column("userid"), names.column("sent"))
+        keys = OutboxKeys(names.column("id"), names.column("userid"), names.column("sent"), "modifiedtime")
         return cls(
             settings.source.database,
             (
@@ -129,7 +135,9 @@ class Watched:
         names = {column.name for column in table.columns}
         if keys is not None and not {keys.id, keys.userid, keys.sent} <= names:
             keys = None  # a renamed column: its INSERTs say so; its UPDATEs are not read
-        key_columns = (keys.id, keys.userid, keys.sent) if keys is not None else ()
+        if keys is not None and keys.modifiedtime not in names:
+            keys = replace(keys, modifiedtime=None)
+        key_columns = keys.columns() if keys is not None else ()
         if fast_path_possible(table, wanted, mariadb):
             updates: UpdateRows | None = None
             if keys is not None and fast_path_possible(table, key_columns, mariadb):

@@ -411,6 +411,7 @@ def ledger(**params: Any) -> None:
     """Did user N get their email? What happened to each outbox row, from our ledger."""
     import dataclasses
 
+    from cdc_offload.delivery_ledger import recipients_of
     from cdc_offload.store import ledger_query
 
     if params.get("userid") is None and not params.get("since"):
@@ -427,10 +428,33 @@ def ledger(**params: Any) -> None:
         )
     except Exception as error:  # noqa: BLE001 - one clear line
         raise click.ClickException(f"cannot read the ledger: {_describe(error)}") from None
+    rows: list[dict[str, Any]] = [dataclasses.asdict(e) for e in entries]
+    try:
+        copies = recipients_of(settings.writer, settings.state_schema, [e.outbox_id for e in entries])
+    except Exception as error:  # noqa: BLE001 - one clear line
+        raise click.ClickException(f"cannot read the ledger's recipients: {_describe(error)}") from None
+    for row in rows:
+        row["recipients"] = [dataclasses.asdict(c) for c in copies if c.outbox_id == row["outbox_id"]]
+    if params["as_json"] or not sys.stdout.isatty():
+        _json_or_table(rows, True, ())
+        return
+    # On a terminal: each row, then one line per recipient with SES's word on it.
+    table: list[dict[str, Any]] = []
+    for row in rows:
+        table.append(row)
+        table.extend(
+            {
+                "outbox_id": f"  #{c['recipient_index']} {c['kind']}",
+                "status": c["status"],
+                "reason": c["delivery"] or "",
+                "message_id": c["ses_message_id"],
+                "userid": c["address"],
+                "handled_at": c["delivery_at"],
+            }
+            for c in row["recipients"]
+        )
     _json_or_table(
-        [dataclasses.asdict(e) for e in entries],
-        params["as_json"],
-        ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at"),
+        table, False, ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at")
     )
 
 

@@ -24,6 +24,8 @@ from cdc_offload.settings import Dsn, identifier
 from cdc_offload.store import connect
 
 PLACEHOLDER_KIND = "unknown"
+# `delivery` while a SendEmail is out and unanswered (never an SES outcome; any event replaces it).
+SENDING = "sending"
 # The outcomes by gravity, for MySQL's FIELD(): an event replaces the recorded one when it is
 # later, or as late and graver (so redelivery and reordering end in the same row).
 _BY_GRAVITY = ", ".join(f"'{o.value}'" for o in sorted(GRAVITY, key=GRAVITY.__getitem__))
@@ -90,14 +92,35 @@ class DeliveryLedger:
             with contextlib.suppress(pymysql.err.Error):
                 connection.close()
 
-    def sent_copies(self, outbox_id: int) -> dict[int, str]:
-        """recipient index → SES message id, for the copies SES already accepted."""
+    def sent_copies(self, outbox_id: int) -> dict[int, str | None]:
+        """recipient index → SES message id for the copies SES accepted, and → None for the copies
+        an earlier attempt was sending when it stopped without an answer (a crash, a read timeout):
+        SES may or may not have them."""
         rows = self._run(
             f"SELECT recipient_index, ses_message_id FROM {self._table} "
-            "WHERE outbox_id = %s AND ses_message_id IS NOT NULL",
+            f"WHERE outbox_id = %s AND (ses_message_id IS NOT NULL OR delivery = '{SENDING}')",
             (outbox_id,),
         )
-        return {int(index): str(message_id) for index, message_id in rows}
+        return {int(index): None if message_id is None else str(message_id) for index, message_id in rows}
+
+    def mark_sending(self, outbox_id: int, index: int, kind: str, user_id: int | None, address: str) -> None:
+        """Written before the SendEmail: a crash before its answer is recorded leaves this mark,
+        so the retry knows the copy it sends again may be a duplicate (and counts it)."""
+        self._run(
+            f"INSERT INTO {self._table} (outbox_id, recipient_index, kind, recipient_user_id, address_hash, "
+            "address_masked, status, delivery, updated_at) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, 'accepted', '{SENDING}', UTC_TIMESTAMP(6)) "
+            f"ON DUPLICATE KEY UPDATE delivery = COALESCE(delivery, '{SENDING}'), updated_at = VALUES(updated_at)",
+            (outbox_id, index, kind, user_id, address_hash(address), mask_address(address)),
+        )
+
+    def clear_sending(self, outbox_id: int, index: int) -> None:
+        """SES refused the copy: nothing went out, a retry is no duplicate."""
+        self._run(
+            f"UPDATE {self._table} SET delivery = NULL, updated_at = UTC_TIMESTAMP(6) "
+            f"WHERE outbox_id = %s AND recipient_index = %s AND delivery = '{SENDING}' AND ses_message_id IS NULL",
+            (outbox_id, index),
+        )
 
     def record_sent(
         self, outbox_id: int, index: int, kind: str, user_id: int | None, address: str, ses_message_id: str
@@ -106,7 +129,8 @@ class DeliveryLedger:
             f"INSERT INTO {self._table} (outbox_id, recipient_index, kind, recipient_user_id, address_hash, "
             "address_masked, status, ses_message_id, updated_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, 'accepted', %s, UTC_TIMESTAMP(6)) "
-            "ON DUPLICATE KEY UPDATE ses_message_id = VALUES(ses_message_id), updated_at = VALUES(updated_at)",
+            "ON DUPLICATE KEY UPDATE ses_message_id = VALUES(ses_message_id), "
+            f"delivery = NULLIF(delivery, '{SENDING}'), updated_at = VALUES(updated_at)",
             (outbox_id, index, kind, user_id, address_hash(address), mask_address(address), ses_message_id),
         )
 

@@ -82,7 +82,9 @@ def _consume(
             stop.wait(min(held, 5.0))
             continue
         try:
-            batch = queue.receive(settings.visibility_timeout, wait=settings.wait_seconds)
+            # One message a receive: a message waiting behind a slow one (throttled, a long row)
+            # would sit out its visibility timeout in this thread while the others idle.
+            batch = queue.receive(settings.visibility_timeout, wait=settings.wait_seconds, limit=1)
         except Exception as error:  # noqa: BLE001 - SQS unreachable: try again shortly, never exit
             logs.warning("receive_failed", error=type(error).__name__)
             stop.wait(2.0)

@@ -120,21 +120,24 @@ class DeliveryWorker:
             return
         extended_at = time.monotonic()
         for copy in message.copies:
-            if copy.index in done:
+            if done.get(copy.index):
                 self._metrics.copies.labels("already_sent").inc()
                 continue
             if time.monotonic() - extended_at > self._settings.consumer.visibility_timeout / 3:
                 # A long row at a slow pace: keep it hidden from the other workers while we send.
                 self._queue.retry_later(received, self._settings.consumer.visibility_timeout)
                 extended_at = time.monotonic()
+            in_doubt = copy.index in done  # an earlier attempt stopped while SES had it
+            self._mark(message, copy)
             sent = self._send_copy(message, copy)
             if sent.message_id is None:
                 self._metrics.copies.labels("failed").inc()
+                if sent.error_code != UNANSWERED:
+                    self._clear(message, copy)
                 self._retry_later(received, message, sent.error_code or "failed", index=copy.index)
                 return
             self._metrics.copies.labels("accepted").inc()
-            if received.receive_count > 1:
-                # Redelivered with no record of this copy: the earlier attempt may have sent it.
+            if in_doubt:
                 self._metrics.possible_duplicates.inc()
             crash_point("deliver_after_ses_accept")
             self._record(message, copy, sent.message_id)
@@ -143,13 +146,29 @@ class DeliveryWorker:
         self._metrics.messages.labels("deleted").inc()
         logs.info("outbox_row_delivered", outbox_id=message.outbox_id, copies=len(message.copies))
 
-    def _already_sent(self, message: OutboxMessage, received: Received) -> set[int] | None:
+    def _already_sent(self, message: OutboxMessage, received: Received) -> dict[int, str | None] | None:
         try:
-            return set(self._ledger.sent_copies(message.outbox_id))
+            return self._ledger.sent_copies(message.outbox_id)
         except Exception as error:  # noqa: BLE001 - decided below, logged without content
             logs.warning("ledger_read_failed", outbox_id=message.outbox_id, error=type(error).__name__)
             # A first delivery has sent nothing yet; a redelivery without the ledger could duplicate.
-            return set() if received.receive_count == 1 else None
+            return {} if received.receive_count == 1 else None
+
+    def _mark(self, message: OutboxMessage, copy: Copy) -> None:
+        try:
+            self._ledger.mark_sending(message.outbox_id, copy.index, copy.kind, copy.user_id, copy.address)
+        except Exception as error:  # noqa: BLE001 - only the duplicate count would miss this copy
+            logs.warning(
+                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
+            )
+
+    def _clear(self, message: OutboxMessage, copy: Copy) -> None:
+        try:
+            self._ledger.clear_sending(message.outbox_id, copy.index)
+        except Exception as error:  # noqa: BLE001 - the retry would count a duplicate that is none
+            logs.warning(
+                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
+            )
 
     def _record(self, message: OutboxMessage, copy: Copy, ses_message_id: str) -> None:
         try:

@@ -180,6 +180,7 @@ def flow(db_server: Any, aws_endpoint: str, tmp_path_factory: pytest.TempPathFac
         # SES's notifications for every copy: Send, then its outcome. The complaining user's
         # Complaint is published before the (earlier) Delivery it follows: order by timestamps.
         sent_at = dt.datetime.now(dt.UTC)
+        published: list[str] = []
         for message in messages.values():
             username = next(name for name, (_, outbox) in users.items() if outbox == message["outbox_id"])
             for recipient in message["recipients"]:
@@ -198,6 +199,7 @@ def flow(db_server: Any, aws_endpoint: str, tmp_path_factory: pytest.TempPathFac
                         tags=tags,  # noqa: B023
                     )
                     sns.publish(TopicArn=topics[raw], Message=json.dumps(record))
+                    published.append(kind)
 
                 publish("Send", 0, raw=True)
                 if outcome == "complained":
@@ -212,6 +214,13 @@ def flow(db_server: Any, aws_endpoint: str, tmp_path_factory: pytest.TempPathFac
             return len(rows) == copies and all(r.delivery not in (None, "sent", "sending") for r in rows)
 
         wait_for(recorded, 60, "SES's word on every copy in the ledger")
+        # Late ones included (a Delivery older than the Complaint already recorded): all consumed.
+        counted = result.event_metrics.events
+        wait_for(
+            lambda: sum(counted.labels(o)._value.get() for o in {*OUTCOMES.values(), "sent"}) == len(published),
+            30,
+            f"all {len(published)} notifications recorded",
+        )
     finally:
         stop.set()
         for worker in workers:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from cdc_offload import logs, reader_process
+from cdc_offload.delivery_ledger import recipients_of
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.errors import FailClosed
 from cdc_offload.health import Health
@@ -85,6 +86,7 @@ def build(settings: Settings, options: RunOptions | None = None, metrics: Metric
             metrics,
             health,
             lambda userid: ledger_query(settings.writer, settings.state_schema, userid=userid),
+            lambda ids: [asdict(r) for r in recipients_of(settings.writer, settings.state_schema, ids)],
         )
     return Runtime(settings, metrics, health, pipeline, dispatcher, server)
 

@@ -32,22 +32,6 @@ class LeadershipLost(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
-class RecipientEntry:
-    """One copy of a row as the ledger shows it: the address masked, never in full."""
-
-    index: int
-    kind: str
-    user_id: int | None
-    address: str
-    status: str
-    message_id: str | None
-    error_code: str | None
-    delivery: str | None
-    delivery_detail: str | None
-    delivery_at: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     outbox_id: int
     userid: int
@@ -59,7 +43,6 @@ class LedgerEntry:
     binlog_position: str
     event_time: str | None
     handled_at: str
-    recipients: tuple[RecipientEntry, ...] = ()
 
 
 def schema_statements(schema: str) -> list[str]:
@@ -549,7 +532,12 @@ class Store:
             cursor.executemany(
                 f"INSERT INTO `{self._schema}`.`ledger_recipient` (outbox_id, recipient_index, kind, "
                 "recipient_user_id, address_hash, address_masked, status, message_id, error_code, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE outbox_id = outbox_id",
+                # `deliver` and `events` may have made the row first (they know only the tags): the
+                # sidecar's word fills it in; SES's columns (ses_message_id, delivery*) are theirs.
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE kind = VALUES(kind), "
+                "recipient_user_id = VALUES(recipient_user_id), address_hash = VALUES(address_hash), "
+                "address_masked = VALUES(address_masked), status = VALUES(status), message_id = VALUES(message_id), "
+                "error_code = VALUES(error_code), updated_at = VALUES(updated_at)",
                 rows,
             )
 
@@ -643,8 +631,8 @@ def address_hash(address: str) -> str:
 
 def masked_address(address: str) -> str:
     """`j***@example.org`: enough to tell copies apart on a screen, not enough to mail anyone."""
-    local, _, domain = address.strip().rpartition("@")
-    return f"{local[:1]}***@{domain}"[:128]
+    local, _, domain = address.strip().lower().rpartition("@")
+    return f"{local[:1]}***@{domain}"[:128] if local else "***"
 
 
 def ledger_query(
@@ -680,7 +668,6 @@ def ledger_query(
                 (*params, limit),
             )
             rows = cursor.fetchall()
-            copies = _recipients_of(cursor, schema, [int(row[0]) for row in rows])
             return [
                 LedgerEntry(
                     outbox_id=int(row[0]),
@@ -693,41 +680,11 @@ def ledger_query(
                     binlog_position=f"{row[7]}:{row[8]}",
                     event_time=_optional_str(row[9]),
                     handled_at=str(row[10]),
-                    recipients=tuple(copies.get(int(row[0]), ())),
                 )
                 for row in rows
             ]
     finally:
         connection.close()
-
-
-def _recipients_of(cursor: Any, schema: str, outbox_ids: list[int]) -> dict[int, list[RecipientEntry]]:
-    copies: dict[int, list[RecipientEntry]] = {}
-    if not outbox_ids:
-        return copies
-    cursor.execute(
-        "SELECT outbox_id, recipient_index, kind, recipient_user_id, address_masked, status, message_id, error_code, "
-        "delivery, delivery_detail, DATE_FORMAT(delivery_at, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ') "
-        f"FROM `{schema}`.`ledger_recipient` WHERE outbox_id IN ({_placeholders(len(outbox_ids))}) "
-        "ORDER BY outbox_id, recipient_index",
-        outbox_ids,
-    )
-    for row in cursor.fetchall():
-        copies.setdefault(int(row[0]), []).append(
-            RecipientEntry(
-                index=int(row[1]),
-                kind=str(row[2]),
-                user_id=_optional_int(row[3]),
-                address=str(row[4]),
-                status=str(row[5]),
-                message_id=_optional_str(row[6]),
-                error_code=_optional_str(row[7]),
-                delivery=_optional_str(row[8]),
-                delivery_detail=_optional_str(row[9]),
-                delivery_at=_optional_str(row[10]),
-            )
-        )
-    return copies
 
 
 def _optional_int(value: object) -> int | None:

@@ -11,7 +11,7 @@ import pytest
 
 from cdc_offload.deliver import events, message
 from cdc_offload.deliver.events import DeliveryEvent, Ignored, Outcome
-from cdc_offload.delivery_ledger import address_hash, mask_address
+from cdc_offload.store import address_hash, masked_address
 from cdc_offload.model import (
     Checkpoint,
     Envelope,
@@ -193,5 +193,5 @@ def test_half_a_tag_key_is_no_key() -> None:
 def test_the_ledger_keeps_a_hash_and_a_mask_of_an_address_never_the_address() -> None:
     assert address_hash(" Ada@Example.org ") == address_hash("ada@example.org")
     assert len(address_hash("ada@example.org")) == 64
-    assert mask_address("Ada@Example.org") == "a***@example.org"
-    assert "ada" not in mask_address("ada@example.org")
+    assert masked_address("Ada@Example.org") == "a***@example.org"
+    assert "ada" not in masked_address("ada@example.org")

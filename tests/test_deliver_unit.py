@@ -11,7 +11,6 @@ import pytest
 
 from cdc_offload.deliver import events, message
 from cdc_offload.deliver.events import DeliveryEvent, Ignored, Outcome
-from cdc_offload.store import address_hash, masked_address
 from cdc_offload.model import (
     Checkpoint,
     Envelope,
@@ -24,6 +23,7 @@ from cdc_offload.model import (
     UserRow,
 )
 from cdc_offload.sinks.message import sqs_document
+from cdc_offload.store import address_hash, masked_address
 from tests.conftest import CANARY
 from tests.support.ses_events import ses_event, sns_envelope
 

@@ -56,10 +56,18 @@ SUBJECT = "A new on-line learning account has been created for you"
 
 
 def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
-    for ddl in watched_table_ddl(prefix) + iomad_table_ddl(prefix):
+    for ddl in watched_table_ddl(prefix):
         cursor.execute(ddl)
     for ddl in NEIGHBOUR_DDL:
         cursor.execute(ddl.format(p=prefix))
+    seed_iomad_site(cursor, prefix)
+
+
+def seed_iomad_site(cursor: Any, prefix: str = "mdl_") -> None:
+    """IOMAD's recipient tables with what a fresh install leaves in them: one company with its top
+    department, the guest and the admin (the account the cron runs as), the support settings."""
+    for ddl in iomad_table_ddl(prefix):
+        cursor.execute(ddl)
     # One company with one top department, as IOMAD's installer and company form leave them.
     cursor.execute(
         f"INSERT IGNORE INTO {prefix}company (id, name, shortname, city, country) "

@@ -16,7 +16,7 @@ from typing import Any
 import pymysql
 from pymysql.constants import CLIENT
 
-from cdc_offload.demo.moodle import REFERENCE_DDL
+from cdc_offload.demo.moodle import REFERENCE_DDL, seed_iomad_site
 
 SCHEMA_FILE = REFERENCE_DDL
 
@@ -117,6 +117,9 @@ def create_schema(port: int, database: str) -> None:
         run_script(connection, f"CREATE DATABASE {database}")
         connection.select_db(database)
         run_script(connection, SCHEMA_FILE.read_text() + EXTRA_TABLES)
+        # IOMAD's recipient tables as a fresh install has them: the sidecar reads who receives each row there.
+        with connection.cursor() as cursor:
+            seed_iomad_site(cursor)
         rows = ",".join(f"({i + 1}, 'sid{i}', 1, 1)" for i in range(SESSIONS))
         run_script(connection, f"INSERT INTO mdl_sessions (userid, sid, timecreated, timemodified) VALUES {rows}")
         rows = ",".join(f"({i + 1}, 1, 0)" for i in range(LASTACCESS))

@@ -165,6 +165,23 @@ tuning_options = _compose(
         show_default=True,
         help="After SIGTERM, seconds to retry a commit the primary refused before exiting non-zero.",
     ),
+    option(
+        "--moodle-lock",
+        type=click.Choice(["mysql", "none"]),
+        default="mysql",
+        show_default=True,
+        help="Claim rows under the MySQL lock Moodle's cron holds while IOMAD's email task runs; 'none' for a site "
+        "whose $CFG->lock_factory is not the database's (duplicates against the task are then possible, counted).",
+    ),
+    option("--moodle-lock-database", help="Moodle's $CFG->dbname, which names that lock (default: the writer DSN's)."),
+    option("--moodle-lock-prefix", help="Moodle's $CFG->prefix, which names that lock (default: --table-prefix)."),
+    option(
+        "--moodle-lock-wait",
+        type=float,
+        default=2.0,
+        show_default=True,
+        help="Seconds a round waits for that lock while the email task holds it.",
+    ),
 )
 pipeline_options = _compose(sink_options, _sender_option("--from", "--ses-from"), tuning_options)
 replay_pipeline_options = _compose(sink_options, _sender_option("--ses-from"), tuning_options)
@@ -264,6 +281,10 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             clock_skew=params.get("clock_skew", 5.0),
             pair_window_bytes=params.get("pair_window_bytes", 256 * 1024 * 1024),
             shutdown_grace=params.get("shutdown_grace", 20.0),
+            moodle_lock=params.get("moodle_lock", "mysql"),
+            moodle_lock_database=params.get("moodle_lock_database"),
+            moodle_lock_prefix=params.get("moodle_lock_prefix"),
+            moodle_lock_wait=params.get("moodle_lock_wait", 2.0),
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
@@ -340,7 +361,7 @@ def _log_checks(results: list[Any]) -> bool:
 
 
 def gather_checks(settings: Settings) -> list[Any]:
-    from cdc_offload.preflight import source_checks, writer_checks
+    from cdc_offload.preflight import moodle_lock_check, source_checks, writer_checks
     from cdc_offload.store import Store, StoreError
 
     store = Store(settings)
@@ -355,6 +376,7 @@ def gather_checks(settings: Settings) -> list[Any]:
         store.close()
     results = writer_checks(settings, lambda: present)
     results += source_checks(settings, saved)
+    results.append(moodle_lock_check(settings))
     return results
 
 
@@ -455,13 +477,19 @@ def _json_or_table(rows: list[dict[str, Any]], as_json: bool, columns: tuple[str
 @writer_options
 @option("--user", "userid", type=int, help="The Moodle user id to look up.")
 @option("--since", help="Only rows handled at or after this UTC time (YYYY-MM-DD[ HH:MM:SS]).")
-@option("--status", type=click.Choice(["offloaded", "raced", "fallback", "skipped", "stale"]))
+@option(
+    "--status",
+    type=click.Choice(
+        ["offloaded", "raced", "fallback", "skipped", "stale", "claimed", "uncertain", "duplicate_observed"]
+    ),
+)
 @option("--limit", type=int, default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the default when not on a terminal).")
 def ledger(**params: Any) -> None:
     """Did user N get their email? What happened to each outbox row, from our ledger."""
     import dataclasses
 
+    from cdc_offload.delivery_ledger import recipients_of
     from cdc_offload.store import ledger_query
 
     if params.get("userid") is None and not params.get("since"):
@@ -478,10 +506,33 @@ def ledger(**params: Any) -> None:
         )
     except Exception as error:  # noqa: BLE001 - one clear line
         raise click.ClickException(f"cannot read the ledger: {_describe(error)}") from None
+    rows: list[dict[str, Any]] = [dataclasses.asdict(e) for e in entries]
+    try:
+        copies = recipients_of(settings.writer, settings.state_schema, [e.outbox_id for e in entries])
+    except Exception as error:  # noqa: BLE001 - one clear line
+        raise click.ClickException(f"cannot read the ledger's recipients: {_describe(error)}") from None
+    for row in rows:
+        row["recipients"] = [dataclasses.asdict(c) for c in copies if c.outbox_id == row["outbox_id"]]
+    if params["as_json"] or not sys.stdout.isatty():
+        _json_or_table(rows, True, ())
+        return
+    # On a terminal: each row, then one line per recipient with SES's word on it.
+    table: list[dict[str, Any]] = []
+    for row in rows:
+        table.append(row)
+        table.extend(
+            {
+                "outbox_id": f"  #{c['recipient_index']} {c['kind']}",
+                "status": c["status"],
+                "reason": c["delivery"] or "",
+                "message_id": c["ses_message_id"],
+                "userid": c["address"],
+                "handled_at": c["delivery_at"],
+            }
+            for c in row["recipients"]
+        )
     _json_or_table(
-        [dataclasses.asdict(e) for e in entries],
-        params["as_json"],
-        ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at"),
+        table, False, ("outbox_id", "userid", "status", "reason", "sink", "message_id", "event_time", "handled_at")
     )
 
 
@@ -602,3 +653,131 @@ def replay(**params: Any) -> None:
     click.echo(f"already done (in the ledger): {tally.already_done}")
     for (status, reason), count in sorted(tally.outcomes.items()):
         click.echo(f"{count:>7}  {mode} {status} ({reason})")
+
+
+# -- the cloud side: `deliver` (SQS → SES) and `events` (SES's notifications → the ledger) --------
+ledger_writer_options = _compose(
+    option("--writer-dsn", help="The primary holding the state schema (the ledger): mysql://user@host:3306/moodle."),
+    option("--writer-password", help="Password of the writer (better: the env var or --writer-password-file)."),
+    option("--writer-password-file", type=click.Path(dir_okay=False), help="File holding the writer's password."),
+    *_tls_options("writer", "the primary"),
+    option("--state-schema", default="cdc_offload", show_default=True, help="Schema of our ledger and checkpoint."),
+)
+
+
+def _consumer_options(default_port: int, default_concurrency: int) -> Callable[[F], F]:
+    return _compose(
+        option("--queue-url", required=True, help="The SQS queue to consume (give it a redrive policy)."),
+        ledger_writer_options,
+        option(
+            "--concurrency", type=int, default=default_concurrency, show_default=True, help="Threads polling the queue."
+        ),
+        option("--wait-seconds", type=int, default=20, show_default=True, help="SQS long poll per receive (0-20)."),
+        option(
+            "--visibility-timeout",
+            type=int,
+            default=120,
+            show_default=True,
+            help="Seconds a received message stays hidden from the other workers.",
+        ),
+        option(
+            "--retry-delay",
+            type=int,
+            default=30,
+            show_default=True,
+            help="Seconds before a message that could not be finished comes back (doubling per receive, max 900).",
+        ),
+        option("--metrics-port", type=int, default=default_port, show_default=True, help="Port of /metrics, /healthz."),
+        option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the HTTP server binds."),
+        option(
+            "--log-level",
+            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+            default="INFO",
+            show_default=True,
+        ),
+    )
+
+
+def build_consumer_settings(params: dict[str, Any]) -> Any:
+    from cdc_offload.deliver.settings import ConsumerSettings
+
+    try:
+        writer_url = params.get("writer_dsn")
+        if not writer_url:
+            raise SettingsError("--writer-dsn", "required: the ledger is in the state schema on the primary")
+        writer = parse_dsn(
+            "--writer-dsn",
+            writer_url,
+            _password("--writer-password", params.get("writer_password"), params.get("writer_password_file")),
+            _tls("writer", params),
+        )
+        return ConsumerSettings(
+            queue_url=params["queue_url"],
+            writer=writer,
+            state_schema=params.get("state_schema", "cdc_offload"),
+            concurrency=params["concurrency"],
+            wait_seconds=params["wait_seconds"],
+            visibility_timeout=params["visibility_timeout"],
+            retry_delay=params["retry_delay"],
+            metrics_port=params.get("metrics_port"),
+            metrics_host=params.get("metrics_host", "0.0.0.0"),
+        )
+    except SettingsError as error:
+        raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
+
+
+def _until_sigterm(run: Callable[[threading.Event], int]) -> None:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logs.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    sys.exit(run(stop))
+
+
+@main.command()
+@_consumer_options(9110, 8)
+@option("--from", "ses_from", envvar="CDC_OFFLOAD_FROM", required=True, help="Verified sender (the site's no-reply).")
+@option("--configuration-set", help="SES configuration set: where SES publishes the events `events` records.")
+@option("--send-rate", type=float, help="Sends per second for all threads (default: the account's MaxSendRate).")
+@option("--send-attempts", type=int, default=5, show_default=True, help="Tries of one copy when SES throttles.")
+@option(
+    "--quota-pause",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Seconds to hold every message back once SES's 24-hour quota is used up.",
+)
+@_with_logging
+def deliver(**params: Any) -> None:
+    """Send the sidecar's SQS messages through SES: one SendEmail per recipient, deleted once all are accepted."""
+    from cdc_offload.deliver.runtime import run_deliver
+    from cdc_offload.deliver.settings import DeliverSettings
+
+    consumer = build_consumer_settings(params)
+    try:
+        settings = DeliverSettings(
+            consumer=consumer,
+            sender=params["ses_from"],
+            configuration_set=params.get("configuration_set"),
+            send_rate=params.get("send_rate"),
+            send_attempts=params["send_attempts"],
+            quota_pause=params["quota_pause"],
+        )
+    except SettingsError as error:
+        raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
+    _until_sigterm(lambda stop: run_deliver(settings, stop))
+
+
+@main.command()
+@_consumer_options(9111, 2)
+@_with_logging
+def events(**params: Any) -> None:
+    """Record SES's notifications (delivered, bounced, complained, rejected, delayed) per recipient in the ledger."""
+    from cdc_offload.deliver.runtime import run_events
+
+    settings = build_consumer_settings(params)
+    _until_sigterm(lambda stop: run_events(settings, stop))

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Delivery, Job
-from cdc_offload.sinks import BREAKER_OPEN, DAILY_QUOTA, DEADLINE, NO_ANSWER, UNREACHABLE, Sink
+from cdc_offload.sinks import BREAKER_OPEN, DAILY_QUOTA, DEADLINE, NO_ANSWER, NOT_ATTEMPTED, UNREACHABLE, Sink
 
 # Dispatch rounds that may be with AWS at once: one being answered while the next one is filled.
 ROUNDS_IN_FLIGHT = 2
@@ -17,7 +17,8 @@ ROUNDS_IN_FLIGHT = 2
 # Failures that say AWS (or the way to it) is down, as opposed to a refused message. An exhausted
 # daily quota counts: every call would fail the same way, so the breaker stops calling for a while.
 _OUTAGE_CODES = frozenset(
-    {DEADLINE, NO_ANSWER, UNREACHABLE, DAILY_QUOTA, "InternalError", "InternalFailure", "ServiceUnavailable"}
+    {DEADLINE, NO_ANSWER, NOT_ATTEMPTED, UNREACHABLE, DAILY_QUOTA}
+    | {"InternalError", "InternalFailure", "ServiceUnavailable"}
 )
 
 

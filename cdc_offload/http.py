@@ -7,18 +7,26 @@ import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from cdc_offload import logs
 from cdc_offload.health import Health
-from cdc_offload.metrics import Metrics
 from cdc_offload.store import LedgerEntry
 
 _LEDGER_PATH = re.compile(r"^/ledger/users/(\d{1,19})$")
 
 LedgerLookup = Callable[[int], list[LedgerEntry]]
+# outbox ids → their recipients' rows (the delivery status per copy), as JSON-ready dicts.
+RecipientLookup = Callable[[list[int]], list[dict[str, object]]]
+
+
+class Exported(Protocol):
+    """Whatever owns the registry served on /metrics (the sidecar's, or a delivery worker's)."""
+
+    registry: CollectorRegistry
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,7 +54,16 @@ class _Handler(BaseHTTPRequestHandler):
             logs.warning("ledger_lookup_failed", user_id=userid, error=type(error).__name__)
             self._json(503, {"error": "ledger unavailable"})
             return
-        self._json(200, {"user_id": userid, "rows": [dataclasses.asdict(e) for e in entries]})
+        rows = [dataclasses.asdict(e) for e in entries]
+        if self.server.recipient_lookup is not None and rows:
+            try:
+                copies = self.server.recipient_lookup([int(row["outbox_id"]) for row in rows])
+            except Exception as error:  # noqa: BLE001 - the rows still answer; the copies say unavailable
+                logs.warning("recipient_lookup_failed", user_id=userid, error=type(error).__name__)
+                copies = []
+            for row in rows:
+                row["recipients"] = [c for c in copies if c["outbox_id"] == row["outbox_id"]]
+        self._json(200, {"user_id": userid, "rows": rows})
 
     def _json(self, status: int, body: object) -> None:
         self._reply(status, orjson.dumps(body), "application/json")
@@ -66,11 +83,20 @@ class _Handler(BaseHTTPRequestHandler):
 class OperatorServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Health, ledger_lookup: LedgerLookup) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Exported,
+        health: Health,
+        ledger_lookup: LedgerLookup,
+        recipient_lookup: RecipientLookup | None = None,
+    ) -> None:
         super().__init__((host, port), _Handler)
         self.metrics = metrics
         self.health = health
         self.ledger_lookup = ledger_lookup
+        self.recipient_lookup = recipient_lookup
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)

@@ -12,7 +12,7 @@ import re
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from cdc_offload import __version__
-from cdc_offload.model import Reason, Status
+from cdc_offload.model import Reason, RecipientKind, RecipientStatus, Status
 
 EVENT_TYPES = (
     "write_rows",
@@ -38,6 +38,7 @@ OUTCOMES: tuple[tuple[Status, Reason], ...] = (
     (Status.STALE, Reason.TOO_OLD),
     (Status.STALE, Reason.CLOCK_SKEW),
     (Status.UNCERTAIN, Reason.NO_ANSWER),
+    (Status.DUPLICATE_OBSERVED, Reason.SENT_BY_MOODLE),
     *(
         (Status.SKIPPED, r)
         for r in (
@@ -49,6 +50,13 @@ OUTCOMES: tuple[tuple[Status, Reason], ...] = (
             Reason.BAD_ADDRESS,
             Reason.NO_USER_INSERT,
             Reason.UNDECODABLE,
+            Reason.BAD_HEADERS,
+            Reason.ATTACHMENT,
+            Reason.DIVERTED,
+            Reason.NO_EMAIL_EVER,
+            Reason.TEMPLATE_DISABLED,
+            Reason.RECIPIENTS_UNKNOWN,
+            Reason.DEPARTMENT_UNKNOWN,
         )
     ),
 )
@@ -88,6 +96,12 @@ class Metrics:
         self.undecodable = Counter(
             "cdc_offload_undecodable_rows_total",
             "Watched rows that could not be decoded and were left to Moodle.",
+            ["table"],
+            registry=r,
+        )
+        self.statement_format = Counter(
+            "cdc_offload_statement_format_rows_total",
+            "INSERTs on the watched tables written in statement format (not readable, left to Moodle).",
             ["table"],
             registry=r,
         )
@@ -166,15 +180,36 @@ class Metrics:
             "1 when the sidecar stopped itself because it could not go on safely (position lost, bad server settings).",
             registry=r,
         )
+        self.recipients = Counter(
+            "cdc_offload_recipients_total",
+            "Copies of outbox rows handed to AWS, by recipient kind and outcome (accepted, failed, not_sent).",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.task_lock_held = Histogram(
+            "cdc_offload_moodle_lock_held_seconds",
+            "How long one claim held the lock IOMAD's email task runs under (the most the task waits for us).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.task_lock_busy = Counter(
+            "cdc_offload_moodle_lock_busy_total",
+            "Claims put off because IOMAD's email task held its lock (it is sending; rows wait or go to it).",
+            registry=r,
+        )
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
         for table in WATCHED_TABLES:
             self.rows.labels(table)
             self.undecodable.labels(table)
+            self.statement_format.labels(table)
         for status, reason in OUTCOMES:
             self.jobs.labels(status.value, reason.value)
         for sink in SINKS:
             self.dispatch_seconds.labels(sink)
+        for kind in RecipientKind:
+            for recipient_status in RecipientStatus:
+                self.recipients.labels(kind.value, recipient_status.value)
         for code in KNOWN_AWS_ERRORS:
             self.aws_errors.labels(code)
 

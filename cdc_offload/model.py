@@ -133,6 +133,25 @@ class Undecodable:
     # Known when the row's id and user decoded: the ledger then records why it was left to Moodle.
     outbox_id: int | None = None
     userid: int | None = None
+    # An INSERT written in statement format (a session with binlog_format=STATEMENT/MIXED): the
+    # row itself is not in the binlog. Counted apart, as it means the server's setting changed.
+    statement_format: bool = False
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class OutboxUpdate:
+    """An UPDATE of a watched outbox row: IOMAD's task marking it sent, or our own claim/restore."""
+
+    outbox_id: int
+    userid: int
+    sent_before: int | None
+    sent_after: int | None
+    start: Checkpoint
+    event_time: int
+    # Whether `modifiedtime` changed (IOMAD's task sets it when marking; we never do); None when
+    # the outbox has no such column.
+    modifiedtime_changed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +161,7 @@ class EventCounts:
     counts: tuple[tuple[str, int], ...]
 
 
-SourceItem = ChangeEvent | Commit | Idle | Undecodable | EventCounts
+SourceItem = ChangeEvent | Commit | Idle | Undecodable | EventCounts | OutboxUpdate
 
 
 class Status(enum.StrEnum):
@@ -253,14 +272,33 @@ class Job:
     envelope: Envelope | None = None
 
 
+class RecipientStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    # IOMAD's task stops a row's remaining copies after one failed send; so do we.
+    NOT_SENT = "not_sent"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """What AWS said about one copy of a row."""
+
+    recipient: Recipient
+    status: RecipientStatus
+    message_id: str | None = None
+    error_code: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What the sink says about one job."""
+    """What the sink says about one job. `accepted` is the row's fate: the user's copy (and, for
+    SQS, the one message carrying every copy) was accepted, so the row must not go back to Moodle."""
 
     outbox_id: int
     accepted: bool
     message_id: str | None = None
     error_code: str | None = None
+    recipients: tuple[RecipientOutcome, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,3 +314,6 @@ class Resolution:
     sink: str | None = None
     message_id: str | None = None
     attempts: int = 0
+    recipients: tuple[RecipientOutcome, ...] = ()
+    # The `sent` value our claim wrote (claim-first): the guard of the final delete or restore.
+    claim_mark: int | None = None

@@ -14,6 +14,7 @@ from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Position
 from cdc_offload.pipeline import RunOptions, Session, Tally
+from cdc_offload.recipients.lookup import RecipientLookup
 from cdc_offload.runtime import make_dispatcher
 from cdc_offload.server import connection_kwargs
 from cdc_offload.settings import Settings
@@ -109,6 +110,7 @@ def replay(
         write_checkpoint=False, dry_run=dry_run, ignore_age=ignore_age, stop_at_end=True, on_progress=on_progress
     )
     start = Checkpoint(span.start)
+    recipients = RecipientLookup(settings)
     try:
         session = Session(
             settings,
@@ -120,9 +122,11 @@ def replay(
             start,
             options,
             tally,
+            recipients=recipients,
         )
         session.run(threading.Event())
     finally:
         dispatcher.close()
         store.close()
+        recipients.close()
     return tally

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -34,12 +34,16 @@ from cdc_offload.model import (
     Checkpoint,
     Commit,
     Delivery,
+    Envelope,
     EventCounts,
     Idle,
     Job,
     OutboxRow,
+    OutboxUpdate,
     Position,
     Reason,
+    RecipientOutcome,
+    RecipientStatus,
     Resolution,
     SourceItem,
     Status,
@@ -47,12 +51,20 @@ from cdc_offload.model import (
 )
 from cdc_offload.policy import decide
 from cdc_offload.settings import Settings
-from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, NO_ANSWER, TOO_LARGE, UNREACHABLE
-from cdc_offload.store import LeadershipLost, Store, StoreError
+from cdc_offload.sinks import BREAKER_OPEN, DEADLINE, NO_ANSWER, NOT_ATTEMPTED, TOO_LARGE, UNREACHABLE
+from cdc_offload.sinks.message import envelope
+from cdc_offload.store import Claimed, LeadershipLost, Recorded, Store, StoreError
 
 CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
 PAUSE_ENV = "CDC_OFFLOAD_PAUSE_AT"
-_UNAVAILABLE_CODES = frozenset({BREAKER_OPEN, DEADLINE, UNREACHABLE})
+_UNAVAILABLE_CODES = frozenset({BREAKER_OPEN, DEADLINE, NOT_ATTEMPTED, UNREACHABLE})
+# SQS FIFO drops a resend with the same deduplication id for five minutes: a row claimed before a
+# crash is sent again within this margin of it (a no-op if AWS had it), else restored for Moodle.
+FIFO_DEDUP_SECONDS = 270.0
+# How often rows waiting for their user's department are looked up again.
+DEFER_RETRY_SECONDS = 0.2
+# After IOMAD's task held its lock past --moodle-lock-wait, how long before a claim is tried again.
+CLAIM_PAUSE_SECONDS = 0.5
 
 
 def crash_point(name: str) -> None:
@@ -72,6 +84,25 @@ class Source(Protocol):
 
 
 SourceFactory = Callable[[Settings, Checkpoint], Source]
+
+
+class RecipientResolver(Protocol):
+    """Who else receives each row (IOMAD's task's rules): an `Envelope`, a `Reason` to leave the
+    row to Moodle, or anything else for "not knowable yet, ask again in a later round"."""
+
+    def resolve(self, jobs: Sequence[Job]) -> Mapping[int, object]: ...
+
+    def close(self) -> None: ...
+
+
+class UserAlone:
+    """The user as the only recipient: for sites without IOMAD's tables (core Moodle outboxes)."""
+
+    def resolve(self, jobs: Sequence[Job]) -> Mapping[int, object]:
+        return {job.outbox.id: envelope(job) for job in jobs}
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +130,8 @@ class _Round:
     # Where its rows start: the checkpoint may not pass them until the round is committed.
     holds: list[Checkpoint]
     deliveries: Future[list[Delivery]] | None
+    # The `sent` mark each sent row carries in the outbox (claim-first), by outbox id.
+    marks: dict[int, int] = field(default_factory=dict)
 
     @property
     def answered(self) -> bool:
@@ -235,8 +268,20 @@ class Session:
         options: RunOptions,
         tally: Tally,
         clock: Callable[[], float] = time.time,
+        recipients: RecipientResolver | None = None,
     ) -> None:
         self._settings = settings
+        self._recipients = recipients or UserAlone()
+        self._fifo = settings.sink.kind == "sqs" and (settings.sink.queue_url or "").endswith(".fifo")
+        # Jobs whose user's department is not on the replica yet, looked up again every
+        # DEFER_RETRY_SECONDS for at most the pair window; they hold the checkpoint meanwhile.
+        self._deferred: dict[int, Job] = {}
+        self._deferred_since: dict[int, float] = {}
+        self._deferred_retry_at = 0.0
+        # While IOMAD's email task holds its lock, no claim is tried before this (monotonic) time.
+        self._claims_paused_until = 0.0
+        # Outbox rows seen re-marked sent in the binlog, checked against the ledger at the next step.
+        self._remarked: set[int] = set()
         self._store = store
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -305,7 +350,9 @@ class Session:
                 ended = got
             if stop.is_set():
                 break
+            self._note_duplicates()
             self._commit_answered_rounds()
+            self._retry_deferred()
             if not self._ready:
                 ready_since = time.monotonic()
             if self._should_flush(round_size, time.monotonic() - ready_since):
@@ -330,7 +377,7 @@ class Session:
         round is with AWS, a round of a few jobs would take a round slot for a whole AWS round
         trip; they are held until a round is full or for at most HOLD_SECONDS, well inside the
         freshness limit. With every slot taken, the ready jobs wait for the oldest answer."""
-        if not (self._ready or self._unusable):
+        if not (self._ready or self._unusable) or self._claims_paused():
             return False
         room = self._room(round_size)
         if len(self._in_flight) >= ROUNDS_IN_FLIGHT or room <= 0:
@@ -366,7 +413,8 @@ class Session:
                     self._metrics.events.labels(kind).inc(count)
             elif isinstance(item, Undecodable):
                 table = "user" if item.table == self._settings.tables.user_table else "outbox"
-                self._metrics.undecodable.labels(table).inc()
+                counter = self._metrics.statement_format if item.statement_format else self._metrics.undecodable
+                counter.labels(table).inc()
                 if item.outbox_id is not None:
                     self._unusable[item.outbox_id] = Resolution(
                         item.outbox_id,
@@ -380,6 +428,17 @@ class Session:
                 logs.warning(
                     "row_undecodable", table=item.table, position=str(item.start.position), problem=item.problem
                 )
+            elif isinstance(item, OutboxUpdate) and self._remarks_a_sent_row(item):
+                self._remarked.add(item.outbox_id)
+
+    @staticmethod
+    def _remarks_a_sent_row(update: OutboxUpdate) -> bool:
+        """A row already marked sent, marked again: IOMAD's task marking a row it loaded before our
+        claim, after sending it too. (Our own claim and restore go from and to NULL, and never touch
+        `modifiedtime`; the task's mark can fall in the same second as our claim.)"""
+        if update.sent_before is None or update.sent_after is None:
+            return False
+        return bool(update.modifiedtime_changed) or update.sent_after != update.sent_before
 
     def _idle(self) -> None:
         """A heartbeat: the server has nothing more. Silence is measured as a duration here, never
@@ -398,7 +457,7 @@ class Session:
     def _flush(self) -> None:
         """Send everything ready and commit every round: nothing is left with AWS uncommitted."""
         size = max(1, min(self._settings.max_batch, self._dispatcher.round_limit))
-        while self._ready or self._unusable:
+        while (self._ready or self._unusable) and not self._claims_paused():
             room = self._room(size)
             if len(self._in_flight) >= ROUNDS_IN_FLIGHT or (self._ready and room <= 0):
                 self._commit_oldest_round()
@@ -410,7 +469,7 @@ class Session:
     def _dispatch_ready(self, size: int) -> None:
         # In rounds no larger than AWS can take within one deadline (SES is rate-limited), so a
         # 5,000-user transaction is not one round whose tail misses the deadline.
-        while (self._ready or self._unusable) and len(self._in_flight) < ROUNDS_IN_FLIGHT:
+        while (self._ready or self._unusable) and len(self._in_flight) < ROUNDS_IN_FLIGHT and not self._claims_paused():
             room = self._room(size)
             if self._ready and room <= 0:
                 return
@@ -434,20 +493,21 @@ class Session:
         holds = [job.start for job in jobs] + list(self._unusable_starts.values())
         self._starting = holds
         try:
-            self._start_holding(jobs, unusable, holds)
+            self._unusable.clear()
+            self._unusable_starts.clear()
+            self._start_round_of(jobs, unusable, holds)
         finally:
             self._starting = []
 
-    def _start_holding(self, jobs: list[Job], unusable: list[Resolution], holds: list[Checkpoint]) -> None:
-        self._unusable.clear()
-        self._unusable_starts.clear()
+    def _start_round_of(self, jobs: list[Job], unusable: list[Resolution], holds: list[Checkpoint]) -> None:
         ids = [job.outbox.id for job in jobs] + [r.outbox_id for r in unusable]
         if any(not round_.outbox_ids.isdisjoint(ids) for round_ in self._in_flight):
             # The same outbox row again (a re-INSERT) while its first image is with AWS: let that
             # round's ledger row answer whether it was handled.
             while self._in_flight:
                 self._commit_oldest_round()
-        done = self._store.handled(ids)
+        recorded = self._store.recorded(ids)
+        done = {outbox_id for outbox_id, entry in recorded.items() if entry.status != Status.CLAIMED}
         if done:
             self._tally.already_done += len(done)
             logs.debug("already_handled", count=len(done))
@@ -455,27 +515,137 @@ class Session:
         now = self._clock()
         max_age = float("inf") if self._options.ignore_age else self._settings.max_event_age
         resolutions: list[Resolution] = [r for r in unusable if r.outbox_id not in done]
-        to_send: list[Job] = []
+        fresh: list[Job] = []
+        resumed: list[tuple[Job, Recorded]] = []
         for job in jobs:
+            entry = recorded.get(job.outbox.id)
+            if entry is not None:
+                # Claimed before a restart: resumed whatever its age (the outbox row is marked ours).
+                resumed.append((job, entry))
+                continue
             decision = decide(job, now, max_age, self._settings.templates, self._settings.clock_skew)
             if decision is None:
-                to_send.append(job)
+                fresh.append(job)
             else:
                 resolutions.append(decision)
         if self._options.dry_run:
-            resolutions += [self._would_send(job) for job in to_send]
+            resolutions += [self._would_send(job) for job in fresh]
             self._tally.add(resolutions)
             return
+        to_send, marks, settled = self._claim_round(fresh, resumed)
+        resolutions += settled
         number = next(self._rounds)
         deliveries = None
         if to_send:
-            # Only the lock holder hands rows to AWS; a commit re-checks it (a pause can fall between).
-            self._store.ensure_leader()
-            # The window where a crash duplicates (counted by the fault tests from these two lines).
+            # The window where a crash leaves rows claimed (counted by the fault tests from these lines).
             logs.info("batch_dispatching", jobs=len(to_send), round=number)
             deliveries = self._dispatcher.submit(to_send)
             deliveries.add_done_callback(self._round_answered)
-        self._in_flight.append(_Round(number, to_send, resolutions, holds, deliveries))
+        self._in_flight.append(_Round(number, to_send, resolutions, holds, deliveries, marks))
+
+    def _claim_round(
+        self, fresh: list[Job], resumed: list[tuple[Job, Recorded]]
+    ) -> tuple[list[Job], dict[int, int], list[Resolution]]:
+        """Who receives each row, then the claim: the rows AWS gets, the mark each carries in the
+        outbox, and the rows settled on the way (left to Moodle, raced, claims that cannot resume)."""
+        settled: list[Resolution] = []
+        answers = self._recipients.resolve([*fresh, *(job for job, _ in resumed)]) if fresh or resumed else {}
+        addressed: list[Job] = []
+        for job in fresh:
+            answer = answers.get(job.outbox.id)
+            if isinstance(answer, Envelope):
+                self._deferred_since.pop(job.outbox.id, None)
+                addressed.append(replace(job, envelope=answer))
+            elif isinstance(answer, Reason):
+                self._deferred_since.pop(job.outbox.id, None)
+                settled.append(self._left_to_moodle(job, Status.SKIPPED, answer))
+            else:
+                settled.extend(self._defer(job))
+        to_send: list[Job] = []
+        marks: dict[int, int] = {}
+        for job, entry in resumed:
+            answer = answers.get(job.outbox.id)
+            resendable = self._fifo and entry.claim_mark is not None and entry.age_seconds < FIFO_DEDUP_SECONDS
+            if resendable and isinstance(answer, Envelope) and entry.claim_mark is not None:
+                # The FIFO queue drops it if the first send got through: at most once either way.
+                to_send.append(replace(job, envelope=answer))
+                marks[job.outbox.id] = entry.claim_mark
+                continue
+            # AWS may or may not have it: Moodle sends it (the one duplicate kind left, counted).
+            settled.append(
+                replace(self._left_to_moodle(job, Status.UNCERTAIN, Reason.NO_ANSWER), claim_mark=entry.claim_mark)
+            )
+        if addressed:
+            claimed = self._claim(addressed)
+            if claimed is None:
+                for job in addressed:
+                    self._ready[job.outbox.id] = job
+            else:
+                for job in addressed:
+                    if job.outbox.id in claimed.outbox_ids:
+                        to_send.append(job)
+                        marks[job.outbox.id] = claimed.mark
+                    else:
+                        settled.append(self._left_to_moodle(job, Status.RACED, Reason.SENT_BY_MOODLE))
+        return to_send, marks, settled
+
+    def _claim(self, jobs: list[Job]) -> Claimed | None:
+        task_lock = self._settings.moodle_task_lock
+        claims = [
+            Resolution(
+                job.outbox.id,
+                job.outbox.userid,
+                Status.CLAIMED,
+                Reason.NONE,
+                job.start.position,
+                job.event_time,
+                sink=self._dispatcher.sink_name,
+            )
+            for job in jobs
+        ]
+        claimed = self._store.claim(claims, task_lock, self._settings.moodle_lock_wait)
+        if claimed is None:
+            # IOMAD's task is sending: its rows are its own; ours wait (holding the checkpoint)
+            # until it is done, and the claim's `sent IS NULL` guard then sorts out which are left.
+            self._metrics.task_lock_busy.inc()
+            self._claims_paused_until = time.monotonic() + CLAIM_PAUSE_SECONDS
+            logs.info("email_task_running", rows=len(jobs))
+            return None
+        if task_lock is not None:
+            self._metrics.task_lock_held.observe(claimed.held_seconds)
+        crash_point("after_claim")
+        return claimed
+
+    def _note_duplicates(self) -> None:
+        if not self._remarked or self._options.dry_run:
+            return
+        ours, pending = self._store.note_duplicates(sorted(self._remarked))
+        self._remarked = set(pending)
+        if ours:
+            self._metrics.jobs.labels(Status.DUPLICATE_OBSERVED.value, Reason.SENT_BY_MOODLE.value).inc(len(ours))
+            for outbox_id in ours:
+                logs.warning("duplicate_observed", outbox_id=outbox_id, by="iomad_email_task")
+
+    def _claims_paused(self) -> bool:
+        return time.monotonic() < self._claims_paused_until
+
+    def _defer(self, job: Job) -> list[Resolution]:
+        since = self._deferred_since.setdefault(job.outbox.id, time.monotonic())
+        if time.monotonic() - since > self._settings.pair_window:
+            del self._deferred_since[job.outbox.id]
+            return [self._left_to_moodle(job, Status.SKIPPED, Reason.DEPARTMENT_UNKNOWN)]
+        self._deferred[job.outbox.id] = job
+        return []
+
+    def _retry_deferred(self) -> None:
+        if self._deferred and time.monotonic() >= self._deferred_retry_at:
+            self._deferred_retry_at = time.monotonic() + DEFER_RETRY_SECONDS
+            self._ready.update(self._deferred)
+            self._deferred.clear()
+
+    @staticmethod
+    def _left_to_moodle(job: Job, status: Status, reason: Reason) -> Resolution:
+        return Resolution(job.outbox.id, job.outbox.userid, status, reason, job.start.position, job.event_time)
 
     def _round_answered(self, _: Future[list[Delivery]]) -> None:
         # A full queue needs no wake-up: the loop looks at the answered rounds once it has taken it.
@@ -499,6 +669,8 @@ class Session:
         self._tally.add(final)
         for r in final:
             self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
+            for copy in r.recipients:
+                self._metrics.recipients.labels(copy.recipient.kind.value, copy.status.value).inc()
             logs.info(
                 "outbox_row_resolved",
                 outbox_id=r.outbox_id,
@@ -532,9 +704,15 @@ class Session:
                 job.event_time,
                 sink=self._dispatcher.sink_name,
                 attempts=1,
+                claim_mark=round_.marks.get(job.outbox.id),
             )
             if delivery is not None and delivery.accepted:
-                resolutions.append(replace(base, message_id=delivery.message_id))
+                # SQS carries every copy in one message: each copy is accepted with it.
+                copies = delivery.recipients or tuple(
+                    RecipientOutcome(r, RecipientStatus.ACCEPTED, message_id=delivery.message_id)
+                    for r in envelope(job).recipients
+                )
+                resolutions.append(replace(base, message_id=delivery.message_id, recipients=copies))
                 continue
             code = delivery.error_code if delivery else None
             if code == NO_ANSWER:
@@ -562,6 +740,7 @@ class Session:
             candidates.append(oldest_waiting)
         candidates.extend(job.start for job in self._ready.values())
         candidates.extend(self._unusable_starts.values())
+        candidates.extend(job.start for job in self._deferred.values())
         candidates.extend(self._starting)
         for round_ in self._in_flight:
             candidates.extend(round_.holds)
@@ -622,8 +801,10 @@ class Pipeline:
         first_start: Callable[[], Checkpoint],
         options: RunOptions | None = None,
         clock: Callable[[], float] = time.time,
+        recipients: RecipientResolver | None = None,
     ) -> None:
         self._settings = settings
+        self._recipients = recipients or UserAlone()
         self._store = store
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -664,6 +845,7 @@ class Pipeline:
         finally:
             self._health.role = "stopped"
             self._store.close()
+            self._recipients.close()
 
     def _suppress_before_exit(self) -> None:
         """Stopping while rows AWS accepted are not committed (the primary failed): retry within
@@ -732,6 +914,14 @@ class Pipeline:
         if checkpoint is None:
             checkpoint = self._first_start()
             self._store.commit([], checkpoint)
+        orphans = self._store.orphaned_claims(checkpoint)
+        if orphans:
+            # Claimed, and the binlog will not bring them back (the position was moved past them):
+            # Moodle sends them, counted as uncertain.
+            restored = self._store.commit(orphans, None)
+            logs.warning("orphaned_claims_restored", rows=len(restored))
+            for r in restored:
+                self._metrics.jobs.labels(r.status.value, r.reason.value).inc()
         logs.info("leading", position=str(checkpoint.position), gtid=checkpoint.gtid)
         self._metrics.set_checkpoint(checkpoint.position.file, checkpoint.position.offset, time.time())
         backoff = _Backoff()
@@ -747,6 +937,7 @@ class Pipeline:
                 self._options,
                 self.tally,
                 self._clock,
+                recipients=self._recipients,
             )
             try:
                 session.run(stop)

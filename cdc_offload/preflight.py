@@ -116,32 +116,45 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
                 )
             results.append(_tls_result("source", settings.source, *tls.session_tls(connection)))
             results.append(_replication_privilege(cursor))
-            results.extend(reader_privilege_checks(_grants(cursor), settings))
+            grant_lines = _grants(cursor)
+            results.extend(reader_privilege_checks(grant_lines, settings))
+            results.extend(recipient_privilege_checks(grant_lines, settings))
             results.extend(_table_checks(cursor, settings))
             if saved is not None:
                 results.append(_position_on_server(cursor, saved))
+            results = _managed_service(cursor, results)
     finally:
         connection.close()
     return results
 
 
+def _managed_service(cursor: Any, results: list[CheckResult]) -> list[CheckResult]:
+    """RDS/Aurora: fixes said in parameter-group terms, the binlog retention and the grants note."""
+    from cdc_offload import managed  # it builds on CheckResult, defined here
+
+    service, extra = managed.service_checks(cursor)
+    return managed.adapt_fixes(results, service) + extra
+
+
 def _replication_privilege(cursor: Any) -> CheckResult:
     """The binlog status is readable (what a first start asks the server)."""
+    statement = "SHOW MASTER STATUS"
     try:
         try:
-            cursor.execute("SHOW MASTER STATUS")
+            cursor.execute(statement)
         except pymysql.err.ProgrammingError:
-            cursor.execute("SHOW BINARY LOG STATUS")  # MySQL 8.4 removed SHOW MASTER STATUS
+            statement = "SHOW BINARY LOG STATUS"  # MySQL 8.4 removed SHOW MASTER STATUS
+            cursor.execute(statement)
         row = cursor.fetchone()
     except pymysql.err.Error:
         return CheckResult(
             "binlog status",
             False,
-            "the reader cannot run SHOW MASTER STATUS",
+            f"the reader cannot run {statement}",
             "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the reader (see `cdc-offload init`)",
         )
     if row is None:
-        return CheckResult("binlog status", False, "SHOW MASTER STATUS is empty", "turn the binlog on")
+        return CheckResult("binlog status", False, f"{statement} is empty", "turn the binlog on")
     return CheckResult("binlog status", True)
 
 
@@ -329,7 +342,9 @@ def reader_privilege_checks(lines: list[str], settings: Settings) -> list[CheckR
             return True
         if grant.db == "*" and grant.table == "*":
             return grant.privilege in {"REPLICATION SLAVE", *_REPLICATION_CLIENT}
-        return grant.privilege == "SELECT" and grant.db == db and grant.table in tables
+        # The recipient look-up's tables are granted by `init` too (see recipient_privilege_checks).
+        readable = (*tables, *settings.tables.recipient_tables())
+        return grant.privilege == "SELECT" and grant.db == db and grant.table in readable
 
     return _privilege_results(
         "reader",
@@ -338,6 +353,28 @@ def reader_privilege_checks(lines: list[str], settings: Settings) -> list[CheckR
         unread,
         "run the reader's GRANT statements `cdc-offload init` prints",
     )
+
+
+def recipient_privilege_checks(lines: list[str], settings: Settings) -> list[CheckResult]:
+    """What the recipient look-up reads on the replica besides the two watched tables: IOMAD's
+    company, department, manager, profile-field, template and site-config tables (SELECT only)."""
+    grants, _ = parse_grants(lines)
+    db = settings.source.database
+    missing = [
+        f"SELECT ON `{db}`.`{table}`"
+        for table in settings.tables.recipient_tables()
+        if not _has(grants, "SELECT", db, table)
+    ]
+    if missing:
+        return [
+            CheckResult(
+                "reader recipient look-up",
+                False,
+                f"the reader lacks {'; '.join(missing)}, so every row would be left to Moodle",
+                "run the reader's GRANT statements `cdc-offload init` prints",
+            )
+        ]
+    return [CheckResult("reader recipient look-up", True)]
 
 
 def writer_privilege_checks(lines: list[str], settings: Settings) -> list[CheckResult]:
@@ -438,3 +475,30 @@ def writer_checks(settings: Settings, state_present: Callable[[], bool]) -> list
         )
     )
     return results
+
+
+HOW_TO_TELL_LOCK_FACTORY = (
+    "look in Moodle's config.php: with no $CFG->lock_factory line (or '\\core\\lock\\mysql_lock_factory') the "
+    "site's cron locks are MySQL named locks and --moodle-lock mysql applies; any other factory (database rows, "
+    "files, Redis, ...) needs --moodle-lock none"
+)
+
+
+def moodle_lock_check(settings: Settings) -> CheckResult:
+    """Whether claims run under the lock IOMAD's email task runs under (README, "Against IOMAD's task")."""
+    key = settings.moodle_task_lock
+    if key is None:
+        return CheckResult(
+            "Moodle email-task lock",
+            True,
+            "--moodle-lock none: claims do not exclude IOMAD's email task, which can send a row we also send "
+            "(counted as duplicate_observed or uncertain)",
+            HOW_TO_TELL_LOCK_FACTORY,
+            warning=True,
+        )
+    database = settings.moodle_lock_database or settings.writer.database
+    return CheckResult(
+        f"Moodle email-task lock (GET_LOCK {key[:12]}… for {database}, prefix "
+        f"{settings.moodle_lock_prefix or settings.tables.prefix}; right unless config.php sets $CFG->lock_factory)",
+        True,
+    )

@@ -7,9 +7,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from cdc_offload import logs, reader_process
+from cdc_offload.delivery_ledger import recipients_of
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.errors import FailClosed, ShutdownIncomplete, StartupError
 from cdc_offload.health import Health
@@ -17,6 +18,7 @@ from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint
 from cdc_offload.pipeline import Pipeline, RunOptions, Source
+from cdc_offload.recipients.lookup import RecipientLookup
 from cdc_offload.server import current_end
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
@@ -92,6 +94,7 @@ def build(
         lambda: current_end(settings.source),
         options,
         clock,
+        recipients=RecipientLookup(settings),
     )
     server = None
     if settings.metrics_port is not None:
@@ -101,6 +104,7 @@ def build(
             metrics,
             health,
             lambda userid: ledger_query(settings.writer, settings.state_schema, userid=userid),
+            lambda ids: [asdict(r) for r in recipients_of(settings.writer, settings.state_schema, ids)],
         )
     return Runtime(settings, metrics, health, pipeline, dispatcher, server)
 

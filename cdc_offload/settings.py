@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cdc_offload.moodle_lock import task_lock_key
+
 SinkKind = Literal["sqs", "ses"]
 SuppressMode = Literal["delete", "mark-sent"]
+MoodleLockMode = Literal["mysql", "none"]
 ResumeMode = Literal["position", "gtid"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
@@ -243,6 +246,15 @@ class Settings:
     pair_window_bytes: int = 256 * 1024 * 1024
     # After SIGTERM, how long a commit the primary refused is retried before the process gives up.
     shutdown_grace: float = 20.0
+    # The lock Moodle's cron holds while IOMAD's email task runs: "mysql" (Moodle's default lock
+    # factory on MySQL/MariaDB) or "none" (a site whose $CFG->lock_factory is another one).
+    moodle_lock: MoodleLockMode = "mysql"
+    # Moodle's $CFG->dbname and $CFG->prefix, which name that lock. None: the writer DSN's database
+    # and --table-prefix.
+    moodle_lock_database: str | None = None
+    moodle_lock_prefix: str | None = None
+    # How long a round waits for that lock while the task holds it (the loop reads on meanwhile).
+    moodle_lock_wait: float = 2.0
 
     def __post_init__(self) -> None:
         identifier("--state-schema", self.state_schema)
@@ -285,9 +297,11 @@ class Settings:
             raise SettingsError("--max-batch", "must be at least 1")
         if not self.templates:
             raise SettingsError("--template", "name at least one outbox template to offload")
-        self._check_clock_options()
+        self._check_timing_options()
 
-    def _check_clock_options(self) -> None:
+    def _check_timing_options(self) -> None:
+        if self.moodle_lock_wait < 0:
+            raise SettingsError("--moodle-lock-wait", "must be 0 or more seconds")
         if self.clock_skew < 0:
             raise SettingsError("--clock-skew", "must be 0 or more seconds")
         if self.pair_window_bytes < 64 * 1024:
@@ -301,6 +315,15 @@ class Settings:
         if self.lock_lease is not None:
             return self.lock_lease
         return max(30.0, 3 * self.sink.deadline, 3 * self.standby_poll)
+
+    @property
+    def moodle_task_lock(self) -> str | None:
+        """The GET_LOCK name of IOMAD's email task, or None when the site's locks are not MySQL's."""
+        if self.moodle_lock == "none":
+            return None
+        database = self.moodle_lock_database or self.writer.database
+        prefix = self.tables.prefix if self.moodle_lock_prefix is None else self.moodle_lock_prefix
+        return task_lock_key(database, prefix)
 
     @property
     def lock_name(self) -> str:

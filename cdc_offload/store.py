@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -68,12 +69,15 @@ def schema_statements(schema: str) -> list[str]:
             binlog_offset BIGINT UNSIGNED NOT NULL,
             event_time DATETIME NULL,
             handled_at DATETIME(6) NOT NULL,
+            claim_mark BIGINT NULL,
             KEY ledger_user (userid),
             KEY ledger_handled (handled_at),
             KEY ledger_status (status, handled_at)
         ) ENGINE=InnoDB""",
         # Installs from before `duplicate_observed` (18 characters) had VARCHAR(16).
         f"ALTER TABLE `{schema}`.`ledger` MODIFY status VARCHAR(20) NOT NULL",
+        # ...and no claim mark (claim-first dispatch): added where missing, on MySQL and MariaDB alike.
+        *_add_column_if_missing(schema, "ledger", "claim_mark", "BIGINT NULL"),
         # One row per copy of an outbox row (IOMAD sends the user, the template's lists, managers
         # and supervisors a separate email each). The address is kept only as a SHA-256 of its
         # lower-cased form (support can match a known address) and a masked form for reading;
@@ -98,6 +102,18 @@ def schema_statements(schema: str) -> list[str]:
             KEY ledger_recipient_message (message_id),
             KEY ledger_recipient_ses_message (ses_message_id)
         ) ENGINE=InnoDB""",
+    ]
+
+
+def _add_column_if_missing(schema: str, table: str, column: str, definition: str) -> list[str]:
+    # MySQL 8 has no ADD COLUMN IF NOT EXISTS: a prepared statement chosen by information_schema.
+    return [
+        f"SET @cdc_offload_ddl = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = '{schema}' "
+        f"AND table_name = '{table}' AND column_name = '{column}') = 0, "
+        f"'ALTER TABLE `{schema}`.`{table}` ADD COLUMN {column} {definition}', 'DO 0')",
+        "PREPARE cdc_offload_ddl FROM @cdc_offload_ddl",
+        "EXECUTE cdc_offload_ddl",
+        "DEALLOCATE PREPARE cdc_offload_ddl",
     ]
 
 
@@ -320,31 +336,100 @@ class Store:
 
     # -- ledger ------------------------------------------------------------------------------
     def handled(self, outbox_ids: Sequence[int]) -> set[int]:
-        """Outbox ids the ledger already has: a replay or restart must not send them again."""
+        """Outbox ids the ledger has a final word on: a replay or restart must not send them again.
+        (A `claimed` row is not final: `recorded` says what to do with it.)"""
+        return {i for i, entry in self.recorded(outbox_ids).items() if entry.status != Status.CLAIMED}
+
+    def recorded(self, outbox_ids: Sequence[int]) -> dict[int, Recorded]:
+        """What the ledger holds for these rows."""
         if not outbox_ids:
-            return set()
+            return {}
         try:
             with self._cursor() as cursor:
                 wanted = _placeholders(len(outbox_ids))
                 cursor.execute(
-                    f"SELECT outbox_id FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({wanted})", tuple(outbox_ids)
+                    "SELECT outbox_id, status, claim_mark, TIMESTAMPDIFF(MICROSECOND, handled_at, UTC_TIMESTAMP(6)) "
+                    f"FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({wanted})",
+                    tuple(outbox_ids),
                 )
-                found = {int(row[0]) for row in cursor.fetchall()}
+                found = {
+                    int(row[0]): Recorded(str(row[1]), _optional_int(row[2]), int(row[3] or 0) / 1e6)
+                    for row in cursor.fetchall()
+                }
             self._commit()
             return found
         except pymysql.err.Error as error:
             self._rollback_quietly()
             raise StoreError(f"cannot read the ledger: {_mysql_code(error)}") from None
 
-    def commit(self, resolutions: Sequence[Resolution], checkpoint: Checkpoint | None) -> list[Resolution]:
-        """Suppress what AWS accepted, record every resolution and move the checkpoint: all or nothing.
+    def claim(self, claims: Sequence[Resolution], task_lock: str | None, wait: float) -> Claimed | None:
+        """Take rows from the outbox before AWS sees them (claim-first): under the lock IOMAD's
+        email task runs under, so the task is never between loading a row and marking it, each
+        row still unsent is marked with our claim (`sent` = the claim time) and recorded `claimed`
+        in one transaction. None when the task holds its lock past `wait`: nothing was claimed."""
+        mark = int(time.time())
+        try:
+            with self._cursor() as cursor:
+                if task_lock is not None:
+                    cursor.execute("SELECT GET_LOCK(%s, %s)", (task_lock, wait))
+                    row = cursor.fetchone()
+                    if not row or row[0] != 1:
+                        self._commit()
+                        return None
+                held_from = time.perf_counter()
+                try:
+                    self._check_lock(cursor)
+                    present = self._lock_unsent(cursor, claims)
+                    if present:
+                        cursor.execute(
+                            f"UPDATE {self._outbox} SET `{self._col_sent}` = %s "
+                            f"WHERE `{self._col_id}` IN ({_placeholders(len(present))}) AND `{self._col_sent}` IS NULL",
+                            [mark, *present],
+                        )
+                    claimed = [
+                        replace(r, status=Status.CLAIMED, claim_mark=mark) for r in claims if r.outbox_id in present
+                    ]
+                    self._record(cursor, claimed)
+                    self._commit()
+                finally:
+                    if task_lock is not None:
+                        cursor.execute("SELECT RELEASE_LOCK(%s)", (task_lock,))
+                        self._commit()
+                return Claimed(mark, frozenset(present), time.perf_counter() - held_from)
+        except LeadershipLost:
+            self._rollback_quietly()
+            raise
+        except pymysql.err.Error as error:
+            # The server releases a named lock with the session: closing cannot leave the task locked out.
+            self._rollback_quietly()
+            self.close()
+            raise StoreError(f"claim on the primary failed: {_mysql_code(error)}") from None
 
-        Returns the resolutions as recorded (an accepted row Moodle had already sent is `raced`)."""
+    def _lock_unsent(self, cursor: pymysql.cursors.Cursor, rows: Sequence[Resolution]) -> set[int]:
+        """Exact id AND user AND still unsent, locked: never `WHERE userid = X` alone (a user can
+        have other queued mail), never a row Moodle's cron already sent. An IN list on the primary
+        key: one OR-ed condition per row took ~0.15 ms each."""
+        if not rows:
+            return set()
+        expected = {r.outbox_id: r.userid for r in rows}
+        cursor.execute(
+            f"SELECT `{self._col_id}`, `{self._col_userid}` FROM {self._outbox} "
+            f"WHERE `{self._col_id}` IN ({_placeholders(len(expected))}) AND `{self._col_sent}` IS NULL FOR UPDATE",
+            list(expected),
+        )
+        return {int(row[0]) for row in cursor.fetchall() if expected.get(int(row[0])) == int(row[1])}
+
+    def commit(self, resolutions: Sequence[Resolution], checkpoint: Checkpoint | None) -> list[Resolution]:
+        """Settle claimed rows (AWS accepted: delete, or keep marked sent; otherwise restore them for
+        Moodle), record every resolution and move the checkpoint: all or nothing.
+
+        Returns the resolutions as recorded (an accepted row someone else changed is `raced`)."""
         try:
             with self._cursor() as cursor:
                 self._check_lock(cursor)
-                final = self._suppress(cursor, resolutions)
+                final = self._settle(cursor, resolutions)
                 self._record(cursor, final)
+                self._record_recipients(cursor, final)
                 if checkpoint is not None:
                     self._write_checkpoint(cursor, checkpoint)
             self._commit()
@@ -357,33 +442,34 @@ class Store:
             self.close()
             raise StoreError(f"commit on the primary failed: {_mysql_code(error)}") from None
 
-    def _suppress(self, cursor: pymysql.cursors.Cursor, resolutions: Sequence[Resolution]) -> list[Resolution]:
-        accepted = [r for r in resolutions if r.status is Status.OFFLOADED]
-        if not accepted:
-            return list(resolutions)
-        # Exact id AND user AND still unsent: never `WHERE userid = X` alone (a user can have other
-        # queued mail), never a row Moodle's cron already sent. The rows are locked and their user
-        # checked first, then exactly those ids are suppressed, still guarded by `sent IS NULL`:
-        # an IN list on the primary key, where one OR-ed condition per row took ~0.15 ms each.
-        expected = {r.outbox_id: r.userid for r in accepted}
-        ids = f"`{self._col_id}` IN ({_placeholders(len(expected))})"
-        cursor.execute(
-            f"SELECT `{self._col_id}`, `{self._col_userid}` FROM {self._outbox} "
-            f"WHERE {ids} AND `{self._col_sent}` IS NULL FOR UPDATE",
-            list(expected),
-        )
-        present = {int(row[0]) for row in cursor.fetchall() if expected.get(int(row[0])) == int(row[1])}
-        if present:
-            guarded = f"`{self._col_id}` IN ({_placeholders(len(present))}) AND `{self._col_sent}` IS NULL"
+    def _settle(self, cursor: pymysql.cursors.Cursor, resolutions: Sequence[Resolution]) -> list[Resolution]:
+        marks: dict[tuple[int, bool], list[int]] = {}
+        for r in resolutions:
+            if r.claim_mark is not None:
+                marks.setdefault((r.claim_mark, r.status is Status.OFFLOADED), []).append(r.outbox_id)
+        remarked: set[int] = set()
+        for (mark, accepted), ids in marks.items():
+            # Guarded by our own mark: a row someone re-marked or removed is left as it is.
+            guarded = f"`{self._col_id}` IN ({_placeholders(len(ids))}) AND `{self._col_sent}` = %s"
+            if not accepted:
+                cursor.execute(f"UPDATE {self._outbox} SET `{self._col_sent}` = NULL WHERE {guarded}", [*ids, mark])
+                continue
             if self._settings.suppress == "delete":
-                cursor.execute(f"DELETE FROM {self._outbox} WHERE {guarded}", list(present))
-            else:
-                cursor.execute(
-                    f"UPDATE {self._outbox} SET `{self._col_sent}` = %s WHERE {guarded}", [int(time.time()), *present]
-                )
+                cursor.execute(f"DELETE FROM {self._outbox} WHERE {guarded}", [*ids, mark])
+                if cursor.rowcount == len(ids):
+                    continue
+            # Rows still there with another `sent` than our mark were marked by IOMAD's task after
+            # it had loaded them before our claim (possible only without its lock): it sent them too.
+            # (mark-sent: the claim already wrote `sent`; the row stays exactly as IOMAD marks one.)
+            cursor.execute(
+                f"SELECT `{self._col_id}` FROM {self._outbox} WHERE `{self._col_id}` IN ({_placeholders(len(ids))}) "
+                f"AND NOT `{self._col_sent}` <=> %s",
+                [*ids, mark],
+            )
+            remarked.update(int(row[0]) for row in cursor.fetchall())
         return [
-            replace(r, status=Status.RACED, reason=Reason.SENT_BY_MOODLE)
-            if r.status is Status.OFFLOADED and r.outbox_id not in present
+            replace(r, status=Status.DUPLICATE_OBSERVED, reason=Reason.SENT_BY_MOODLE)
+            if r.outbox_id in remarked and r.status is Status.OFFLOADED
             else r
             for r in resolutions
         ]
@@ -403,20 +489,150 @@ class Store:
                 r.position.offset,
                 dt.datetime.fromtimestamp(r.event_time, dt.UTC).replace(tzinfo=None),
                 handled_at,
+                r.claim_mark,
             )
             for r in resolutions
         ]
         if not rows:
             return
-        # First word wins: a replay never rewrites what was recorded. Plain %s values only, so
-        # PyMySQL sends one multi-row INSERT (with SQL functions in VALUES it sent one per row).
+        # First final word wins: a replay never rewrites what was recorded; only a `claimed` row
+        # takes its outcome. Plain %s values only, so PyMySQL sends one multi-row INSERT (with SQL
+        # functions in VALUES it sent one per row).
+        settle = ", ".join(
+            f"{column} = IF(status = 'claimed', VALUES({column}), {column})"
+            for column in ("reason", "sink", "message_id", "attempts", "handled_at", "claim_mark")
+        )
         cursor.executemany(
             f"INSERT INTO `{self._schema}`.`ledger` (outbox_id, userid, status, reason, sink, message_id, attempts, "
-            "binlog_file, binlog_offset, event_time, handled_at) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON DUPLICATE KEY UPDATE outbox_id = outbox_id",
+            "binlog_file, binlog_offset, event_time, handled_at, claim_mark) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON DUPLICATE KEY UPDATE {settle}, status = IF(status = 'claimed', VALUES(status), status)",
             rows,
         )
+
+    def _record_recipients(self, cursor: pymysql.cursors.Cursor, resolutions: Iterable[Resolution]) -> None:
+        updated_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows = [
+            (
+                r.outbox_id,
+                outcome.recipient.index,
+                outcome.recipient.kind.value,
+                outcome.recipient.user_id,
+                address_hash(outcome.recipient.address),
+                masked_address(outcome.recipient.address),
+                outcome.status.value,
+                outcome.message_id,
+                outcome.error_code,
+                updated_at,
+            )
+            for r in resolutions
+            for outcome in r.recipients
+        ]
+        if rows:
+            cursor.executemany(
+                f"INSERT INTO `{self._schema}`.`ledger_recipient` (outbox_id, recipient_index, kind, "
+                "recipient_user_id, address_hash, address_masked, status, message_id, error_code, updated_at) "
+                # `deliver` and `events` may have made the row first (they know only the tags): the
+                # sidecar's word fills it in; SES's columns (ses_message_id, delivery*) are theirs.
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE kind = VALUES(kind), "
+                "recipient_user_id = VALUES(recipient_user_id), address_hash = VALUES(address_hash), "
+                "address_masked = VALUES(address_masked), status = VALUES(status), message_id = VALUES(message_id), "
+                "error_code = VALUES(error_code), updated_at = VALUES(updated_at)",
+                rows,
+            )
+
+    def orphaned_claims(self, before: Checkpoint) -> list[Resolution]:
+        """`claimed` rows the binlog will not bring back (recorded before the checkpoint, e.g. after
+        `position set`): the caller restores them for Moodle rather than forget them."""
+        try:
+            with self._cursor() as cursor:
+                cursor.execute(
+                    "SELECT outbox_id, userid, binlog_file, binlog_offset, UNIX_TIMESTAMP(event_time), claim_mark "
+                    f"FROM `{self._schema}`.`ledger` WHERE status = 'claimed' "
+                    "AND (binlog_file < %s OR (binlog_file = %s AND binlog_offset < %s))",
+                    (before.position.file, before.position.file, before.position.offset),
+                )
+                rows = cursor.fetchall()
+            self._commit()
+        except pymysql.err.Error as error:
+            self._rollback_quietly()
+            raise StoreError(f"cannot read the ledger: {_mysql_code(error)}") from None
+        return [
+            Resolution(
+                int(row[0]),
+                int(row[1]),
+                Status.UNCERTAIN,
+                Reason.NO_ANSWER,
+                Position(str(row[2]), int(row[3])),
+                int(row[4] or 0),
+                claim_mark=_optional_int(row[5]),
+            )
+            for row in rows
+        ]
+
+    def note_duplicates(self, outbox_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Rows we delivered that IOMAD's task marked sent again (it sent them too): recorded as
+        `duplicate_observed`. Returns the ids the ledger had as ours, and those still `claimed`
+        (AWS has not answered yet: the caller asks again once they are settled)."""
+        if not outbox_ids:
+            return [], []
+        try:
+            with self._cursor() as cursor:
+                self._check_lock(cursor)
+                wanted = _placeholders(len(outbox_ids))
+                cursor.execute(
+                    f"SELECT outbox_id, status FROM `{self._schema}`.`ledger` WHERE outbox_id IN ({wanted}) "
+                    "AND status IN ('offloaded', 'claimed') FOR UPDATE",
+                    tuple(outbox_ids),
+                )
+                found = cursor.fetchall()
+                ours = sorted(int(row[0]) for row in found if row[1] == Status.OFFLOADED)
+                pending = sorted(int(row[0]) for row in found if row[1] == Status.CLAIMED)
+                if ours:
+                    cursor.execute(
+                        f"UPDATE `{self._schema}`.`ledger` SET status = 'duplicate_observed', reason = %s "
+                        f"WHERE outbox_id IN ({_placeholders(len(ours))})",
+                        (Reason.SENT_BY_MOODLE.value, *ours),
+                    )
+            self._commit()
+            return ours, pending
+        except LeadershipLost:
+            self._rollback_quietly()
+            raise
+        except pymysql.err.Error as error:
+            self._rollback_quietly()
+            self.close()
+            raise StoreError(f"cannot record duplicates: {_mysql_code(error)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One ledger row's word on an outbox row."""
+
+    status: str
+    claim_mark: int | None
+    age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim took: the `sent` mark it wrote, the rows it marked, and how long it held
+    the email task's lock (IOMAD's task waits that long at most)."""
+
+    mark: int
+    outbox_ids: frozenset[int]
+    held_seconds: float
+
+
+def address_hash(address: str) -> str:
+    """What the ledger keeps of an address: support can hash a known address and find it."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def masked_address(address: str) -> str:
+    """`j***@example.org`: enough to tell copies apart on a screen, not enough to mail anyone."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    return f"{local[:1]}***@{domain}"[:128] if local else "***"
 
 
 def ledger_query(
@@ -451,6 +667,7 @@ def ledger_query(
                 f"FROM `{schema}`.`ledger` {where} ORDER BY handled_at DESC, outbox_id DESC LIMIT %s",
                 (*params, limit),
             )
+            rows = cursor.fetchall()
             return [
                 LedgerEntry(
                     outbox_id=int(row[0]),
@@ -464,10 +681,14 @@ def ledger_query(
                     event_time=_optional_str(row[9]),
                     handled_at=str(row[10]),
                 )
-                for row in cursor.fetchall()
+                for row in rows
             ]
     finally:
         connection.close()
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
 
 
 def _optional_str(value: object) -> str | None:

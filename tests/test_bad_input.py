@@ -32,9 +32,12 @@ SQS_DOCUMENT_KEYS = {
     "outbox_id",
     "user_id",
     "company_id",
-    "recipient",
+    "recipients",
+    "from",
+    "reply_to",
     "subject",
     "html_body",
+    "text_body",
     "template",
     "event_time",
 }
@@ -169,8 +172,8 @@ def test_control_characters_in_names_and_subject_never_make_a_header(
     if sink_kind == "sqs":
         (message,) = sqs_messages(sqs_sink.queue_url or "")
         assert set(message) == SQS_DOCUMENT_KEYS, "JSON fields only: no raw header, no `headers` column"
-        assert message["recipient"]["address"] == "eve@example.org"
-        for text in (message["recipient"]["name"], message["subject"]):
+        assert message["recipients"][0]["address"] == "eve@example.org"
+        for text in (message["recipients"][0]["name"], message["subject"]):
             assert not CONTROL & set(text), repr(text)
         assert message["subject"].startswith("Welcome Bcc: spy@evil.example X-Injected: 1")
         assert message["html_body"] == "<p>password: Pw#evil</br></p>"
@@ -214,7 +217,7 @@ def test_a_subject_of_255_multibyte_characters_arrives_whole(
     if sink_kind == "sqs":
         (message,) = sqs_messages(sqs_sink.queue_url or "")
         assert message["subject"] == subject
-        assert message["recipient"]["name"] == "Zoë Ångström 王"
+        assert message["recipients"][0]["name"] == "Zoë Ångström 王"
     else:
         (sent,) = ses_messages()[before:]
         assert sent.subject == subject
@@ -440,7 +443,7 @@ def test_alter_table_add_column_and_reorder_while_running(moodle: MoodleDatabase
     messages = {m["outbox_id"]: m for m in sqs_messages(sqs_sink.queue_url or "")}
     assert sorted(messages) == sorted(expected)
     for outbox_id, (address, password) in expected.items():
-        assert messages[outbox_id]["recipient"]["address"] == address
+        assert messages[outbox_id]["recipients"][0]["address"] == address
         assert messages[outbox_id]["html_body"] == _body(password)
         assert messages[outbox_id]["subject"] == "Your new account"
     assert undecodable(running) == 0

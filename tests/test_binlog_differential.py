@@ -26,6 +26,7 @@ from cdc_offload.model import (
     EventCounts,
     Idle,
     OutboxRow,
+    OutboxUpdate,
     Position,
     Undecodable,
     UserRow,
@@ -57,7 +58,8 @@ def read_all(reader: Any) -> list[Any]:
 
 def without_counts(items: list[Any]) -> list[Any]:
     # EventCounts are cut by wall time (for the throughput metric): compared as totals instead.
-    return [item for item in items if not isinstance(item, EventCounts)]
+    # OutboxUpdates only the fast reader yields (BinlogSource never reads UPDATEs): checked apart.
+    return [item for item in items if not isinstance(item, EventCounts | OutboxUpdate)]
 
 
 def count_totals(items: list[Any]) -> Counter[str]:
@@ -263,6 +265,15 @@ def test_fast_reader_yields_exactly_what_binlogsource_yields(scenario: Scenario)
     assert not [item for item in fast if isinstance(item, Undecodable | Idle)]
     assert commits[-1].checkpoint.position == scenario.end
     assert len({commit.checkpoint.position.file for commit in commits}) >= 3, "rotation and restart are in range"
+
+
+def test_outbox_updates_are_read_and_user_updates_are_not(scenario: Scenario) -> None:
+    updates = [item for item in scenario.fast if isinstance(item, OutboxUpdate)]
+    # The scenario's one UPDATE of mdl_email (id 1, userid 1, sent NULL -> 1700000001); its UPDATE of
+    # three mdl_user rows and its DELETE of an outbox row yield nothing.
+    assert [(u.outbox_id, u.userid, u.sent_before, u.sent_after) for u in updates] == [(1, 1, None, 1_700_000_001)]
+    commits = [item for item in scenario.fast if isinstance(item, Commit)]
+    assert updates[0].start in [commit.checkpoint for commit in commits], "tagged with a transaction boundary"
 
 
 def test_values_came_through_intact(scenario: Scenario) -> None:

@@ -19,10 +19,11 @@ from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.binlog import constants as c
 from cdc_offload.binlog.decoders import FastRows, RowDecodeError, compile_row_reader, fast_path_possible, plan
 from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
-from cdc_offload.binlog.gtid import GtidState
+from cdc_offload.binlog.gtid import GtidState, MysqlGtidSet
 from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog.protocol import connect, parse_error, start_dump
+from cdc_offload.binlog.protocol import connect, dump_request, parse_error, start_dump
 from cdc_offload.binlog.tablemap import Column, TableMap, parse
+from cdc_offload.binlog.tables import Watched
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
@@ -378,3 +379,135 @@ def test_items_cross_the_reader_process_pipe_intact() -> None:
     # A dataclass equals only an object of its own class: a field in the wrong place or a wrong type
     # (a UserRow arriving as something else) fails here.
     assert ForkingPickler.loads(bytes(ForkingPickler.dumps(items))) == items
+
+
+def test_com_binlog_dump_gtid_is_laid_out_as_the_mysql_protocol_documents() -> None:
+    """MySQL's "COM_BINLOG_DUMP_GTID" page (dev.mysql.com/doc/dev/mysql-server/latest/
+    page_protocol_replication_binlog_dump_gtid.html): 0x1e, flags int<2>, server-id int<4>,
+    binlog-filename-len int<4>, binlog-filename, binlog-pos int<8>, and with BINLOG_THROUGH_GTID
+    (0x04) data-size int<4> and the GTID set as Gtid_set::encode writes it: n_sids int<8>, then per
+    SID its 16 bytes, n_intervals int<8>, and each interval's start and exclusive end int<8>."""
+    gtids = MysqlGtidSet("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18")
+    encoded = (
+        b"\x01\x00\x00\x00\x00\x00\x00\x00"  # one SID
+        + bytes.fromhex("3e11fa4771ca11e19e33c80aa9429562")
+        + b"\x02\x00\x00\x00\x00\x00\x00\x00"  # two intervals
+        + b"\x01\x00\x00\x00\x00\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00"  # [1, 6)
+        + b"\x0b\x00\x00\x00\x00\x00\x00\x00\x13\x00\x00\x00\x00\x00\x00\x00"  # [11, 19)
+    )
+    assert gtids.encode() == encoded
+    payload = (
+        b"\x1e"  # COM_BINLOG_DUMP_GTID
+        + b"\x05\x00"  # BINLOG_THROUGH_GTID | BINLOG_DUMP_NON_BLOCK
+        + b"\x2a\x00\x00\x00"  # server id 42
+        + b"\x00\x00\x00\x00"  # no file name
+        + b"\x04\x00\x00\x00\x00\x00\x00\x00"  # position 4
+        + len(encoded).to_bytes(4, "little")
+        + encoded
+    )
+    packet = dump_request(server_id=42, file="", offset=4, blocking=False, mysql_gtids=gtids.encode())
+    assert packet == len(payload).to_bytes(3, "little") + b"\x00" + payload
+    blocking = dump_request(server_id=42, file="", offset=4, blocking=True, mysql_gtids=gtids.encode())
+    assert blocking[5:7] == b"\x04\x00"
+    # COM_BINLOG_DUMP (file/offset): 0x12, position int<4>, flags int<2>, server id int<4>, file name.
+    by_position = dump_request(server_id=42, file="binlog.000007", offset=1187, blocking=True, mysql_gtids=None)
+    assert (
+        by_position[4:] == b"\x12" + (1187).to_bytes(4, "little") + b"\x00\x00" + b"\x2a\x00\x00\x00" + b"binlog.000007"
+    )
+
+
+def test_mysql_gtid_set_renders_like_the_library_and_grows_by_events() -> None:
+    from pymysqlreplication.gtid import Gtid, GtidSet
+
+    text = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18,aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa:7"
+    ours, theirs = MysqlGtidSet(text), GtidSet(text)
+    assert ours.render() == str(theirs)
+    for gtid in (
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:6",
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:10",
+        "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1",
+        "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa:8",
+    ):
+        uuid, gno = gtid.split(":")
+        ours.note_event(bytes.fromhex(uuid.replace("-", "")), int(gno))
+        theirs.merge_gtid(Gtid(gtid))
+        assert ours.render() == str(theirs)
+    assert MysqlGtidSet(None).render() is None
+    with pytest.raises(ValueError):
+        MysqlGtidSet("0-1-5")  # a MariaDB GTID
+
+
+def test_outbox_updates_decode_like_the_librarys_update_rows_event(server: MariaDBSandbox) -> None:
+    """UPDATEs of the outbox (IOMAD's task marking rows sent, our own claim and restore), on real
+    MariaDB bytes: before and after images of id, userid and sent equal python-mysql-replication's
+    UpdateRowsEvent (through LibraryRows, which hands the bytes to it); UPDATEs of mdl_user are not
+    decoded at all."""
+    from cdc_offload.demo.moodle import REFERENCE_DDL
+    from cdc_offload.model import OutboxUpdate
+
+    schema = REFERENCE_DDL.read_text()
+    connection = server.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE IF NOT EXISTS updates")
+            cursor.execute("USE updates")
+            for statement in schema.split(";"):
+                if "CREATE TABLE mdl_user" in statement or "CREATE TABLE mdl_email" in statement:
+                    cursor.execute(statement)
+            cursor.execute("INSERT INTO mdl_user (username, email) VALUES ('u', 'u@example.org')")
+            cursor.execute(
+                "INSERT INTO mdl_email (templatename, modifiedtime, body, userid, due) VALUES "
+                "('user_create', 1, 'a', 7, 1), ('user_create', 1, 'b', 8, 1), ('user_create', 1, 'c', 9, 1)"
+            )
+            start = server.binlog_end()
+            cursor.execute("UPDATE mdl_email SET sent = 1700000001 WHERE id IN (1, 2)")  # two rows, one event
+            cursor.execute("UPDATE mdl_email SET sent = NULL WHERE id = 2")  # a restore
+            cursor.execute("UPDATE mdl_email SET subject = 'x' WHERE id = 3")  # sent stays NULL
+            cursor.execute("UPDATE mdl_user SET lastaccess = 5 WHERE id = 1")  # not the outbox
+            end = server.binlog_end()
+    finally:
+        connection.close()
+    events = raw_events(server, start, end)
+    settings = _settings(server, "updates", 7_004)
+    watched = Watched.from_settings(settings)
+    ours: list[tuple[Any, ...]] = []
+    theirs: list[tuple[Any, ...]] = []
+    decoders: dict[int, Any] = {}
+    for event in events:
+        packet = event.packet
+        if event.kind == c.TABLE_MAP and packet.startswith(watched.prefixes[1], 28):
+            decoder = watched.decoder(
+                packet[20:-4],
+                packet,
+                table_map_post_header=8,
+                mariadb=True,
+                checksum=True,
+                post_header_lengths=(),
+                server_version=(10, 11, 0),
+            )
+            assert decoder.updates is not None and decoder.fast
+            decoders[int.from_bytes(packet[20:26], "little")] = decoder
+        elif event.kind == c.UPDATE_ROWS_V1 and int.from_bytes(packet[20:26], "little") in decoders:
+            decoder = decoders[int.from_bytes(packet[20:26], "little")]
+            for before, after in decoder.updates.update_rows(packet, 0, len(packet), 28, len(packet) - 4):
+                ours.append((before["id"], before["userid"], before["sent"], after["sent"]))
+            library = LibraryRows(
+                next(e.packet for e in events if e.kind == c.TABLE_MAP and e.packet[20:26] == packet[20:26]),
+                mariadb=True,
+                checksum=True,
+                post_header_lengths=(),
+                server_version=(10, 11, 0),
+            )
+            for before, after in library.update_rows(packet, 0, len(packet), 28, len(packet) - 4):
+                theirs.append((before["id"], before["userid"], before["sent"], after["sent"]))
+    assert (
+        ours
+        == theirs
+        == [(1, 7, None, 1_700_000_001), (2, 8, None, 1_700_000_001), (2, 8, 1_700_000_001, None), (3, 9, None, None)]
+    )
+
+    # The whole reader: one OutboxUpdate per changed outbox row, with its transaction's boundary.
+    items = list(FastBinlogReader(settings, Checkpoint(start), blocking=False, end=end))
+    updates = [item for item in items if isinstance(item, OutboxUpdate)]
+    assert [(u.outbox_id, u.userid, u.sent_before, u.sent_after) for u in updates] == ours
+    assert updates[0].start.position == start, "resuming there reads the UPDATE again"

@@ -37,6 +37,7 @@ import pytest
 import yaml
 
 from cdc_offload.cli import main as cli_main
+from cdc_offload.deliver.metrics import DeliverMetrics, EventMetrics
 from cdc_offload.demo.moodle import REFERENCE_DDL
 from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
@@ -405,7 +406,7 @@ def test_kubernetes_manifests_pass_the_kubernetes_schemas() -> None:
     version = kubernetes_validate.latest_version()
     validated = set()
     for _, document in kube_documents():
-        if document["apiVersion"].startswith(("monitoring.coreos.com/", "kustomize.config.k8s.io/")):
+        if document["apiVersion"].startswith(("monitoring.coreos.com/", "kustomize.config.k8s.io/", "keda.sh/")):
             continue  # CRDs: checked field by field below
         kubernetes_validate.validate(document, version, strict=True)
         validated.add(document["kind"])
@@ -423,7 +424,7 @@ def test_every_manifest_has_api_version_kind_and_name() -> None:
 
 
 def test_deployment_runs_two_replicas_with_probes_on_the_metrics_port() -> None:
-    deployment = kube_kind("Deployment")
+    deployment = kube_kind("Deployment", KUBE / "deployment.yaml")
     assert deployment["spec"]["replicas"] == 2, "one active by the MySQL lock, one standing by"
     spec = deployment["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] > DRAIN_SECONDS
@@ -450,18 +451,20 @@ def test_deployment_runs_two_replicas_with_probes_on_the_metrics_port() -> None:
 
 def test_configuration_names_only_real_options_and_mounts_the_password_files() -> None:
     run_options = command_options("run")
-    configmap = kube_kind("ConfigMap")
+    configmap = kube_kind("ConfigMap", KUBE / "configmap.yaml")
     for name in configmap["data"]:
         assert name in run_options or name.startswith("AWS_"), f"{name} is not an option of `cdc-offload run`"
     assert configmap["data"]["CDC_OFFLOAD_METRICS_PORT"] == str(metrics_port_default())
-    for _, document in kube_documents():
+    for path, document in kube_documents():
         for container in pod_containers(document):
+            if container["args"] != ["run"]:
+                continue  # the delivery workers: test_delivery_workers_...
             for variable in container.get("env", []):
                 assert variable["name"] in run_options, variable["name"]
-            assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
+            assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}], path
     # The password files named in the ConfigMap are the keys of the Secret, where it is mounted.
     secret = kube_kind("Secret")
-    deployment = kube_kind("Deployment")
+    deployment = kube_kind("Deployment", KUBE / "deployment.yaml")
     spec = deployment["spec"]["template"]["spec"]
     (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "db-passwords"]
     (volume,) = [v for v in spec["volumes"] if v["name"] == "db-passwords"]
@@ -474,11 +477,11 @@ def test_configuration_names_only_real_options_and_mounts_the_password_files() -
 
 def test_every_cdc_offload_variable_named_anywhere_is_a_real_option() -> None:
     """Comments and docs included: a renamed option must not leave a stale example behind."""
-    options = set(command_options("run")) | set(command_options("init"))
+    options = set().union(*(command_options(c) for c in ("run", "init", "deliver", "events")))
     files = [DOCKERFILE, DOCS, NOTES, COMPOSE, *KUBE.rglob("*.yaml"), *(COMPOSE.parent / "compose").rglob("*.*")]
     for path in files:
         for name in set(re.findall(r"\bCDC_OFFLOAD_[A-Z_]*[A-Z]\b", path.read_text())):
-            assert name in options, f"{path.relative_to(REPO)}: {name} is not an option of `cdc-offload run`"
+            assert name in options, f"{path.relative_to(REPO)}: {name} is not an option of any command"
 
 
 def test_secret_example_holds_placeholders_only() -> None:
@@ -490,7 +493,7 @@ def test_secret_example_holds_placeholders_only() -> None:
 
 
 def test_service_and_servicemonitor_reach_the_metrics_port() -> None:
-    deployment = kube_kind("Deployment")
+    deployment = kube_kind("Deployment", KUBE / "deployment.yaml")
     service = kube_kind("Service", KUBE / "service.yaml")
     monitor = kube_kind("ServiceMonitor")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -528,6 +531,55 @@ def test_native_sidecar_example_and_notes() -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     notes = NOTES.read_text()
     assert "restartPolicy: Always" in notes and "examples/native-sidecar.yaml" in notes
+
+
+def test_delivery_workers_run_their_commands_with_real_options_probes_and_a_keda_scaler() -> None:
+    dockerfile_uid = [rest for keyword, rest in dockerfile_stages()[-1] if keyword == "USER"][-1].split(":")[0]
+    for command, path in (("deliver", KUBE / "deliver.yaml"), ("events", KUBE / "events.yaml")):
+        options = command_options(command)
+        configmap, deployment = kube_kind("ConfigMap", path), kube_kind("Deployment", path)
+        for name in configmap["data"]:
+            assert name in options or name.startswith("AWS_"), f"{name} is not an option of `cdc-offload {command}`"
+        required = {o.envvar for o in options.values() if o.required}
+        assert required <= set(configmap["data"]), f"`{command}` needs {required - set(configmap['data'])}"
+        spec = deployment["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["args"] == [command]
+        assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
+        port = int(options["CDC_OFFLOAD_METRICS_PORT"].default)  # type: ignore[arg-type]
+        assert configmap["data"]["CDC_OFFLOAD_METRICS_PORT"] == str(port)
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": port}
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert spec["terminationGracePeriodSeconds"] > int(options["CDC_OFFLOAD_WAIT_SECONDS"].default)  # type: ignore[arg-type]
+        assert str(spec["securityContext"]["runAsUser"]) == dockerfile_uid
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "db-passwords"]
+        assert configmap["data"]["CDC_OFFLOAD_WRITER_PASSWORD_FILE"].startswith(mount["mountPath"] + "/")
+        assert re.fullmatch(r"mysql://[a-z_]+@[\w.-]+:\d+/\w+", configmap["data"]["CDC_OFFLOAD_WRITER_DSN"])
+        monitor = kube_kind("PodMonitor")
+        assert (
+            monitor["spec"]["selector"]["matchLabels"].items()
+            <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+        assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    # KEDA scales the worker by the length of the very queue it consumes.
+    scaled = kube_kind("ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"] == kube_kind("Deployment", KUBE / "deliver.yaml")["metadata"]["name"]
+    )
+    assert (
+        scaled["spec"]["minReplicaCount"] >= 1 and scaled["spec"]["maxReplicaCount"] > scaled["spec"]["minReplicaCount"]
+    )
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert (
+        trigger["metadata"]["queueURL"]
+        == kube_kind("ConfigMap", KUBE / "deliver.yaml")["data"]["CDC_OFFLOAD_QUEUE_URL"]
+    )
+    assert int(trigger["metadata"]["queueLength"]) > 0
+    assert trigger["authenticationRef"]["name"] == kube_kind("TriggerAuthentication")["metadata"]["name"]
 
 
 def test_kustomization_lists_existing_files_but_not_the_secret_example() -> None:
@@ -599,7 +651,8 @@ def exported() -> dict[str, set[str]]:
     """Family name → the series names it exposes (counter _total, histogram _bucket/_sum/_count,
     info _info), from the program's own registry."""
     families: dict[str, set[str]] = {}
-    for family in Metrics().registry.collect():
+    collected = [f for registry in (Metrics(), DeliverMetrics(), EventMetrics()) for f in registry.registry.collect()]
+    for family in collected:
         names = {sample.name for sample in family.samples}
         if family.type == "counter":
             names.add(family.name + "_total")
@@ -732,7 +785,10 @@ def test_dashboard_has_the_panels_operators_need() -> None:
     assert panel_with('cdc_offload_jobs_total{instance=~".*", status="offloaded"}')
     assert panel_with("sum by (status, reason) (increase(cdc_offload_jobs_total"), "left to Moodle per reason"
     assert panel_with('status="fallback"') and "Fallback rate" in titles
-    assert panel_with('status="raced"')
+    assert panel_with('status=~"uncertain|duplicate_observed"'), "the duplicates a user may have"
+    assert panel_with('status=~"uncertain|duplicate_observed|raced"')
+    assert panel_with("sum by (kind, status) (increase(cdc_offload_recipients_total"), "every copy, by recipient"
+    assert panel_with("cdc_offload_moodle_lock_held_seconds_bucket"), "how long the email task may wait for us"
     assert panel_with("histogram_quantile(0.95, sum by (le, sink) (rate(cdc_offload_dispatch_seconds_bucket")
     assert panel_with("cdc_offload_replication_lag_seconds")
     assert panel_with("cdc_offload_oldest_unresolved_age_seconds")
@@ -755,16 +811,25 @@ def test_email_offload_table_reads_the_ledger_newest_first_filtered_by_userid() 
     (target,) = panel["targets"]
     assert target["format"] == "table" and target["rawQuery"] is True
     sql = target["rawSql"]
-    assert re.search(r"ORDER BY\s+handled_at DESC", sql)
+    assert re.search(r"ORDER BY\s+(l\.)?handled_at DESC", sql)
     assert "${userid:sqlstring}" in sql, "the textbox is quoted and escaped by Grafana, never spliced raw"
     assert "$userid" not in sql.replace("${userid:sqlstring}", "")
-    ledger_ddl = next(s for s in schema_statements("cdc_offload") if "`ledger`" in s)
-    columns = set(re.findall(r"^\s+([a-z_]+) [A-Z]", ledger_ddl, re.MULTILINE))
+
+    def columns(table: str) -> set[str]:
+        ddl = next(s for s in schema_statements("cdc_offload") if f"`{table}`" in s)
+        return set(re.findall(r"^\s+([a-z_]+) [A-Z]", ddl, re.MULTILINE))
+
     select = sql[sql.index("SELECT") + 6 : sql.index("FROM")]
-    used = set(re.findall(r"\b([a-z_]+)\b", re.sub(r"`[^`]*`", "", select))) - {"as"}
-    used -= {"concat"}
-    assert used <= columns, f"not ledger columns: {used - columns}"
-    assert {"outbox_id", "userid", "status", "reason", "handled_at"} <= used
+    # One line per recipient: the ledger (l) joined with its copies' rows (r).
+    used = {(alias, name) for alias, name in re.findall(r"\b([lr])\.([a-z_]+)\b", re.sub(r"`[^`]*`", "", select))}
+    ledger_used = {name for alias, name in used if alias == "l"}
+    copies_used = {name for alias, name in used if alias == "r"}
+    assert ledger_used <= columns("ledger"), f"not ledger columns: {ledger_used - columns('ledger')}"
+    assert copies_used <= columns("ledger_recipient"), f"not its columns: {copies_used - columns('ledger_recipient')}"
+    assert {"outbox_id", "userid", "status", "reason", "handled_at"} <= ledger_used
+    assert {"recipient_index", "kind", "address_masked", "delivery", "delivery_detail", "delivery_at"} <= copies_used
+    assert "address_hash" not in copies_used
+    assert re.search(r"LEFT JOIN ledger_recipient r ON r\.outbox_id = l\.outbox_id", sql), "rows without copies too"
 
 
 def test_grafana_provisioning_points_at_the_dashboard_and_both_datasources() -> None:
@@ -857,7 +922,9 @@ def test_compose_stack_is_complete_and_every_reference_resolves() -> None:
     # Prometheus scrapes both sidecars on their metrics port.
     scrape = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
     targets = {t for job in scrape for static in job["static_configs"] for t in static["targets"]}
-    assert targets == {f"{n}:{services[n]['environment']['CDC_OFFLOAD_METRICS_PORT']}" for n in sidecars}
+    scraped = [n for n, s in services.items() if "CDC_OFFLOAD_METRICS_PORT" in s.get("environment", {})]
+    assert set(sidecars) < set(scraped), "the sidecars and the delivery workers"
+    assert targets == {f"{n}:{services[n]['environment']['CDC_OFFLOAD_METRICS_PORT']}" for n in scraped}
     prometheus_mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"] if v.startswith("."))
     assert (COMPOSE.parent / next(iter(prometheus_mounts))).resolve() == ALERTS.parent.resolve()
     # Grafana's datasources are services of this stack.
@@ -879,6 +946,22 @@ def test_compose_schema_loader_has_the_real_moodle_ddl() -> None:
 
     assert tables(loaded) == tables(reference)
     assert set(tables(loaded)) == {"mdl_user", "mdl_email"}
+
+
+def test_compose_loads_iomads_recipient_tables_as_the_demo_does() -> None:
+    loaded = (COMPOSE.parent / "compose" / "initdb" / "15-iomad-tables.sql").read_text()
+    demo = (Path(__file__).resolve().parent.parent / "cdc_offload" / "demo" / "iomad_tables.sql").read_text()
+
+    def tables(sql: str) -> dict[str, str]:
+        return {
+            m.group(1): " ".join(m.group(0).split())
+            for m in re.finditer(r"CREATE TABLE `(\w+)` \(.*?\)[^;]*;", sql, re.DOTALL)
+        }
+
+    assert tables(loaded) == tables(demo)
+    assert {f"mdl_{t}" for t in ("company", "company_users", "department", "user_info_data", "config")} <= set(
+        tables(loaded)
+    )
 
 
 def test_compose_accounts_get_exactly_the_grants_the_program_asks_for() -> None:

@@ -17,13 +17,13 @@ from tests.faults.fixtures import fast_moto  # noqa: F401 - autouse
 from tests.faults.invariant import accepted_by_sqs, check, report
 from tests.faults.scenario import make_queue, prepare, settings_for, wait_handled
 from tests.faults.sidecar import SidecarProcess, sidecar_env
-from tests.support import wait_for
+from tests.support import ledger, wait_for
 
 BATCH = 40
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
-@pytest.mark.parametrize("point", ["after_dispatch", "before_commit", "after_commit"])
+@pytest.mark.parametrize("point", ["after_claim", "after_dispatch", "before_commit", "after_commit"])
 def test_named_crash_point_loses_nothing_and_duplicates_exactly_the_window(
     moodle: MoodleDatabase, aws_endpoint: str, point: str, fifo: bool
 ) -> None:
@@ -39,7 +39,11 @@ def test_named_crash_point_loses_nothing_and_duplicates_exactly_the_window(
     ids = [outbox for _, outbox in create_users_bulk(moodle.admin(), make_users(BATCH, start=1000))]
     assert crashing.wait_exit(30) == -9, "the crash point killed the process"
     first = accepted_by_sqs(queue_url)
-    assert sorted(first) == sorted(ids), "AWS accepted the whole batch before the crash"
+    if point == "after_claim":
+        assert not first, "the claim comes before AWS sees anything"
+        assert set(claimed_rows(moodle, ids)) == set(ids), "the crash left every row claimed (hidden from the task)"
+    else:
+        assert sorted(first) == sorted(ids), "AWS accepted the whole batch before the crash"
 
     restarted = SidecarProcess(env, name=f"restart-{point}").start()
     restarted.wait_leading()
@@ -48,13 +52,31 @@ def test_named_crash_point_loses_nothing_and_duplicates_exactly_the_window(
 
     verdict = check(moodle, ids, accepted_by_sqs(queue_url), settings.state_schema)
     verdict.assert_nothing_lost()
-    assert len(verdict.offloaded) + len(verdict.accepted_and_queued) == BATCH
-    # Before the commit the ledger has nothing: the restart sends the batch again. A standard
-    # queue takes it twice; a FIFO queue's dedup id (the outbox id) makes the resend a no-op.
-    expected = BATCH if point != "after_commit" and not fifo else 0
-    assert verdict.duplicates == expected, verdict.numbers()
-    assert not verdict.accepted_and_queued, "every accepted row was suppressed after the restart"
+    statuses = {row["status"] for row in ledger(moodle, settings.state_schema).values()}
+    assert "claimed" not in statuses, "every claimed row was resolved after the restart"
+    if fifo or point == "after_commit":
+        # A FIFO queue's dedup id (the outbox id) makes the resend of a claimed row a no-op.
+        assert verdict.duplicates == 0, verdict.numbers()
+        assert len(verdict.offloaded) == BATCH, verdict.numbers()
+    else:
+        # A standard queue cannot say whether it has them: every claimed row goes back to Moodle,
+        # counted `uncertain`. After the dispatch that is one duplicate each; before it, none.
+        assert statuses == {"uncertain"}, statuses
+        assert len(verdict.left_for_moodle) + len(verdict.accepted_and_queued) == BATCH
+        expected = 0 if point == "after_claim" else BATCH
+        assert verdict.duplicates == expected, verdict.numbers()
     report(f"crash point {point} ({'fifo' if fifo else 'standard'} queue)", kills=1, **verdict.numbers())
+
+
+def claimed_rows(moodle: MoodleDatabase, ids: list[int]) -> list[int]:
+    connection = moodle.admin()
+    try:
+        with connection.cursor() as cursor:
+            marks = ", ".join(["%s"] * len(ids))
+            cursor.execute(f"SELECT id FROM {moodle.prefix}email WHERE id IN ({marks}) AND sent IS NOT NULL", ids)
+            return [int(row[0]) for row in cursor.fetchall()]
+    finally:
+        connection.close()
 
 
 USERS = 2000

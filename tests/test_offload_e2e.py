@@ -13,6 +13,7 @@ from cdc_offload.demo.moodle import (
     NewUser,
     create_user_iomad,
     create_users_bulk,
+    iomad_headers,
     make_users,
     unrelated_noise,
 )
@@ -36,11 +37,11 @@ def assert_delivered_once(messages: list[dict[str, Any]], expected: dict[int, Ne
     for outbox_id, user in expected.items():
         assert len(by_outbox[outbox_id]) == 1, f"outbox row {outbox_id} arrived {len(by_outbox[outbox_id])} times"
         (message,) = by_outbox[outbox_id]
-        assert message["recipient"]["address"] == user.email
+        assert message["recipients"][0]["address"] == user.email
         assert message["subject"] == SUBJECT
         assert f"password: {user.password}</br>" in message["html_body"]
         assert f"username: {user.username}</br>" in message["html_body"]
-        assert message["schema_version"] == 1
+        assert message["schema_version"] == 2
 
 
 def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(
@@ -224,3 +225,63 @@ def test_canary_password_never_reaches_logs_or_ledger(
         cursor.execute(f"SELECT * FROM `{running.settings.state_schema}`.checkpoint")
         assert CANARY not in repr(cursor.fetchall())
     assert any(CANARY in m["html_body"] for m in sqs_messages(sqs_sink.queue_url or "") if m["outbox_id"] == outbox_id)
+
+
+def test_ses_sends_every_recipient_iomad_would_its_own_tagged_email(moodle: MoodleDatabase, ses_sender: str) -> None:
+    """Direct SES: the user, the template's other address and the company manager each get a
+    separate email (as IOMAD's task sends them), tagged with the copy it is; the ledger has each
+    copy with SES's message id; the department manager gets none."""
+    from email.utils import parseaddr
+
+    admin = moodle.admin()
+    with admin.cursor() as c:
+        c.execute(
+            f"INSERT INTO {moodle.prefix}department (id, name, shortname, company, parent) VALUES (2, 'S', 's', 1, 1)"
+        )
+        for email, managertype, department in (("boss@academy.example", 1, 1), ("lead@academy.example", 2, 2)):
+            c.execute(
+                f"INSERT INTO {moodle.prefix}user (auth, confirmed, mnethostid, username, firstname, lastname, email, "
+                "timecreated, timemodified) VALUES ('manual', 1, 1, %s, 'M', 'Anager', %s, 0, 0)",
+                (email.split("@")[0], email),
+            )
+            c.execute(
+                f"INSERT INTO {moodle.prefix}company_users (companyid, userid, managertype, departmentid) "
+                "VALUES (1, LAST_INSERT_ID(), %s, %s)",
+                (managertype, department),
+            )
+    before = len(ses_messages())
+    running = sidecar(moodle, SinkSettings(kind="ses", ses_from=ses_sender, deadline=5.0))
+    user = replace(
+        make_users(1, start=90_000)[0],
+        departmentid=2,
+        headers=iomad_headers(emailtoother="hr@partner.example", header_lines=["To:hr@partner.example"]),
+    )
+    outbox_id = create_user_iomad(admin, user)[1]
+    wait_for(lambda: running.resolved() >= 1, 30, "the row resolved")
+    running.stop()
+
+    sent = ses_messages()[before:]
+    to = sorted(parseaddr(m.destinations["ToAddresses"][0])[1] for m in sent)
+    assert to == sorted([user.email, "hr@partner.example", "boss@academy.example"]), to
+    assert all(m.subject == SUBJECT and f"password: {user.password}" in m.body for m in sent)
+    copies = ledger_recipients(moodle, running.settings.state_schema, outbox_id)
+    assert [(c["recipient_index"], c["kind"], c["status"]) for c in copies] == [
+        (0, "user", "accepted"),
+        (1, "emailtoother", "accepted"),
+        (2, "manager", "accepted"),
+    ]
+    assert sorted(c["message_id"] for c in copies) == sorted(m.id for m in sent), "each copy's SES message id"
+    assert all("***@" in c["address_masked"] and user.email not in c["address_masked"] for c in copies)
+    assert ledger(moodle, running.settings.state_schema)[outbox_id]["status"] == "offloaded"
+
+
+def ledger_recipients(moodle: MoodleDatabase, schema: str, outbox_id: int) -> list[dict[str, Any]]:
+    connection = moodle.admin()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT * FROM `{schema}`.ledger_recipient WHERE outbox_id = %s ORDER BY recipient_index", (outbox_id,)
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    connection.close()
+    return rows

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Final
 
 # Event types (byte 4 of the common event header).
+START_V3: Final = 0x01
 QUERY: Final = 0x02
 STOP: Final = 0x03
 ROTATE: Final = 0x04
+INTVAR: Final = 0x05
 FORMAT_DESCRIPTION: Final = 0x0F
 XID: Final = 0x10
 TABLE_MAP: Final = 0x13
@@ -22,15 +24,21 @@ MYSQL_GTID: Final = 0x21
 PARTIAL_UPDATE_ROWS: Final = 0x27
 TRANSACTION_PAYLOAD: Final = 0x28
 HEARTBEAT_V2: Final = 0x29
+GTID_TAGGED: Final = 0x2A
 MARIADB_GTID: Final = 0xA2
 MARIADB_GTID_LIST: Final = 0xA3
 
 # MariaDB's compressed events (log_bin_compress): QUERY_COMPRESSED .. DELETE_ROWS_COMPRESSED.
 MARIADB_COMPRESSED: Final = frozenset(range(0xA5, 0xAC))
 
-# Row events we never decode: the sidecar consumes INSERTs only, so an UPDATE or DELETE (MariaDB
-# writes v1, MySQL v2) is skipped by its type byte, however wide its images are.
-SKIPPED_ROWS: Final = frozenset({UPDATE_ROWS_V1, DELETE_ROWS_V1, UPDATE_ROWS_V2, DELETE_ROWS_V2, PARTIAL_UPDATE_ROWS})
+# Row events never decoded: DELETEs, and MySQL's partial JSON updates, skipped by their type byte
+# however wide their images are. UPDATEs are decoded for the outbox table alone (looked up by
+# table id; every other table's are skipped as cheaply).
+SKIPPED_ROWS: Final = frozenset({DELETE_ROWS_V1, DELETE_ROWS_V2, PARTIAL_UPDATE_ROWS})
+UPDATE_ROWS: Final = frozenset({UPDATE_ROWS_V1, UPDATE_ROWS_V2})
+
+# INTVAR subtype: the AUTO_INCREMENT value the next statement-format INSERT starts from.
+INTVAR_INSERT_ID: Final = 2
 
 # MariaDB GTID event flag: a statement without BEGIN/COMMIT (DDL).
 GTID_STANDALONE: Final = 0x01
@@ -40,7 +48,9 @@ EVENT_HEADER_LEN: Final = 19
 CHECKSUM_LEN: Final = 4
 MAX_PACKET_PAYLOAD: Final = 0xFFFFFF
 COM_BINLOG_DUMP: Final = 0x12
+COM_BINLOG_DUMP_GTID: Final = 0x1E
 BINLOG_DUMP_NON_BLOCK: Final = 0x01
+BINLOG_THROUGH_GTID: Final = 0x04
 CHECKSUM_ALG_OFF: Final = 0
 CHECKSUM_ALG_CRC32: Final = 1
 
@@ -65,6 +75,7 @@ T_BIT: Final = 16
 T_TIMESTAMP2: Final = 17
 T_DATETIME2: Final = 18
 T_TIME2: Final = 19
+T_VECTOR: Final = 242  # MySQL 9.0
 T_JSON: Final = 245
 T_NEWDECIMAL: Final = 246
 T_ENUM: Final = 247

@@ -263,21 +263,48 @@ class FastRows:
         self._wanted = {by_name[name]: name for name in wanted if name in by_name}
         self._readers: dict[bytes, RowReader] = {}
 
-    def rows(self, data: Buffer, packet: int, packet_end: int, payload: int, end: int) -> list[dict[str, object]]:
+    def _reader(self, present: bytes) -> RowReader:
+        reader = self._readers.get(present)
+        if reader is None:
+            count = len(self._columns)
+            flags = [bool(present[i >> 3] & (1 << (i & 7))) for i in range(count)]
+            reader = self._readers[present] = compile_row_reader(self._columns, flags, self._wanted, self._mariadb)
+        return reader
+
+    def _bitmaps(self, data: Buffer, payload: int, images: int) -> tuple[list[bytes], int]:
         count, pos = read_lenenc(data, payload)
         if count != len(self._columns):
             raise RowDecodeError("the rows event and its table-map disagree on the column count")
         width = (count + 7) // 8
-        present = bytes(data[pos : pos + width])
-        pos += width
-        reader = self._readers.get(present)
-        if reader is None:
-            flags = [bool(present[i >> 3] & (1 << (i & 7))) for i in range(count)]
-            reader = self._readers[present] = compile_row_reader(self._columns, flags, self._wanted, self._mariadb)
+        bitmaps = []
+        for _ in range(images):
+            bitmaps.append(bytes(data[pos : pos + width]))
+            pos += width
+        return bitmaps, pos
+
+    def rows(self, data: Buffer, packet: int, packet_end: int, payload: int, end: int) -> list[dict[str, object]]:
+        (present,), pos = self._bitmaps(data, payload, 1)
+        reader = self._reader(present)
         out: list[dict[str, object]] = []
         while pos < end:
             row, pos = reader(data, pos)
             out.append(row)
+        if pos != end:
+            raise RowDecodeError("the rows do not end where the event ends")
+        return out
+
+    def update_rows(
+        self, data: Buffer, packet: int, packet_end: int, payload: int, end: int
+    ) -> list[tuple[dict[str, object], dict[str, object]]]:
+        """An UPDATE's rows: each a before image and an after image, each with its own bitmap of
+        the columns present (all of them with binlog_row_image=FULL)."""
+        (before_present, after_present), pos = self._bitmaps(data, payload, 2)
+        before_reader, after_reader = self._reader(before_present), self._reader(after_present)
+        out: list[tuple[dict[str, object], dict[str, object]]] = []
+        while pos < end:
+            before, pos = before_reader(data, pos)
+            after, pos = after_reader(data, pos)
+            out.append((before, after))
         if pos != end:
             raise RowDecodeError("the rows do not end where the event ends")
         return out

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 from pymysql.protocol import MysqlPacket
 from pymysqlreplication.packet import BinLogPacketWrapper
-from pymysqlreplication.row_event import TableMapEvent, WriteRowsEvent
+from pymysqlreplication.row_event import TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
 Buffer = bytes | bytearray
 
-_EVENTS = frozenset({TableMapEvent, WriteRowsEvent})
+_EVENTS = frozenset({TableMapEvent, WriteRowsEvent, UpdateRowsEvent})
 
 
 class _Control:
@@ -68,10 +68,20 @@ class LibraryRows:
             self._post_header_lengths,
         )
 
-    def rows(self, data: Buffer, packet: int, packet_end: int, payload: int, end: int) -> list[dict[str, object]]:
+    def _event(self, data: Buffer, packet: int, packet_end: int) -> object:
         raw = bytes(data[packet:packet_end])
         table_id = int.from_bytes(raw[20:26], "little")
         event = self._wrap(raw, {table_id: self._table}).event
         if event is None:
             raise ValueError("the library did not accept the rows event")
-        return [dict(row["values"]) for row in event.rows]
+        return event
+
+    def rows(self, data: Buffer, packet: int, packet_end: int, payload: int, end: int) -> list[dict[str, object]]:
+        event = self._event(data, packet, packet_end)
+        return [dict(row["values"]) for row in event.rows]  # type: ignore[attr-defined]
+
+    def update_rows(
+        self, data: Buffer, packet: int, packet_end: int, payload: int, end: int
+    ) -> list[tuple[dict[str, object], dict[str, object]]]:
+        event = self._event(data, packet, packet_end)
+        return [(dict(row["before_values"]), dict(row["after_values"])) for row in event.rows]  # type: ignore[attr-defined]

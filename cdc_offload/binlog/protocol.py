@@ -11,7 +11,12 @@ from typing import Any
 import pymysql
 
 from cdc_offload import tls
-from cdc_offload.binlog.constants import BINLOG_DUMP_NON_BLOCK, COM_BINLOG_DUMP
+from cdc_offload.binlog.constants import (
+    BINLOG_DUMP_NON_BLOCK,
+    BINLOG_THROUGH_GTID,
+    COM_BINLOG_DUMP,
+    COM_BINLOG_DUMP_GTID,
+)
 from cdc_offload.settings import Dsn
 
 # The largest value MySQL documents for MASTER_HEARTBEAT_PERIOD, in seconds.
@@ -75,6 +80,27 @@ def connect(dsn: Dsn, read_timeout: float) -> pymysql.Connection[Any]:
     return tls.connect(dsn, connection_kwargs(dsn, read_timeout))
 
 
+def dump_request(*, server_id: int, file: str, offset: int, blocking: bool, mysql_gtids: bytes | None) -> bytes:
+    """The dump command as one packet (header included, sequence id 0).
+
+    COM_BINLOG_DUMP: command, position (4), flags (2), server id (4), file name (rest).
+    COM_BINLOG_DUMP_GTID (MySQL): command, flags (2), server id (4), file name length (4) and
+    name, position (8), then with BINLOG_THROUGH_GTID the encoded GTID set's length (4) and bytes.
+    """
+    flags = 0 if blocking else BINLOG_DUMP_NON_BLOCK
+    name = file.encode()
+    if mysql_gtids is None:
+        payload = struct.pack("<BIHI", COM_BINLOG_DUMP, offset, flags, server_id) + name
+    else:
+        payload = (
+            struct.pack("<BHII", COM_BINLOG_DUMP_GTID, flags | BINLOG_THROUGH_GTID, server_id, len(name))
+            + name
+            + struct.pack("<QI", offset, len(mysql_gtids))
+            + mysql_gtids
+        )
+    return struct.pack("<I", len(payload))[:3] + b"\x00" + payload
+
+
 def start_dump(
     connection: pymysql.Connection[Any],
     *,
@@ -85,10 +111,13 @@ def start_dump(
     heartbeat: float | None,
     read_timeout: float,
     mariadb_gtid: str | None = None,
+    mysql_gtids: bytes | None = None,
 ) -> DumpConnection:
-    """A dump from file/offset, or (MariaDB) from the GTID state `mariadb_gtid`: the server then
-    starts right after it, in whichever file holds it, and says which in its first ROTATE. The
-    connection is the dump's from here on (closed if starting it fails)."""
+    """A dump from file/offset, or from a GTID state: MariaDB's `mariadb_gtid` (the last GTID per
+    domain), or MySQL's encoded executed set `mysql_gtids` (the server then sends every
+    transaction not in it). With a GTID the server starts in whichever file holds the next
+    transaction and says which in its first ROTATE. The connection is the dump's from here on
+    (closed if starting it fails)."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT @@global.binlog_checksum, @@version")
@@ -96,25 +125,36 @@ def start_dump(
             checksum = row is not None and str(row[0]).upper() != "NONE"
             mariadb = row is not None and "mariadb" in str(row[1]).lower()
             # Tell the server we understand checksums, or it refuses to stream (or strips them).
-            cursor.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+            # MySQL 8.0.26+ reads @source_binlog_checksum first and falls back to the master_
+            # spelling (sql/rpl_binlog_sender.cc, Binlog_sender::init_checksum_alg); MariaDB and
+            # older MySQL read only @master_binlog_checksum. Setting both is harmless everywhere.
+            cursor.execute(
+                "SET @master_binlog_checksum = @@global.binlog_checksum, "
+                "@source_binlog_checksum = @@global.binlog_checksum"
+            )
             if heartbeat is not None:
-                period = min(read_timeout / 2.0, heartbeat, _MAX_HEARTBEAT)
-                cursor.execute("SET @master_heartbeat_period = %s", (int(period * 1_000_000_000),))
+                period = int(min(read_timeout / 2.0, heartbeat, _MAX_HEARTBEAT) * 1_000_000_000)
+                # Same two spellings (Binlog_sender::init_heartbeat_period), in nanoseconds.
+                cursor.execute("SET @master_heartbeat_period = %s, @source_heartbeat_period = %s", (period, period))
             # Capability 4 (GTID aware): MariaDB sends its GTID events instead of dummies.
             cursor.execute("SET @mariadb_slave_capability = 4")
             if mariadb_gtid is not None:
                 cursor.execute("SET @slave_connect_state = %s", (mariadb_gtid,))
                 cursor.execute("SET @slave_gtid_strict_mode = 1")
                 cursor.execute("SET @slave_gtid_ignore_duplicates = 0")
-        # With a GTID start the file name is empty and the offset unused (the GTID says where).
-        name = b"" if mariadb_gtid is not None else file.encode()
-        offset = 4 if mariadb_gtid is not None else offset
-        flags = 0 if blocking else BINLOG_DUMP_NON_BLOCK
-        payload = struct.pack("<BIHI", COM_BINLOG_DUMP, offset, flags, server_id) + name
+        by_gtid = mariadb_gtid is not None or mysql_gtids is not None
+        # With a GTID start the file name is empty and the offset 4 (the GTIDs say where).
+        packet = dump_request(
+            server_id=server_id,
+            file="" if by_gtid else file,
+            offset=4 if by_gtid else offset,
+            blocking=blocking,
+            mysql_gtids=mysql_gtids,
+        )
         # PyMySQL is done with the connection from here on: the socket is ours to read.
         sock: socket.socket = getattr(connection, "_sock")  # noqa: B009 - private, not in the stubs
         sock.settimeout(read_timeout)
-        sock.sendall(struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
+        sock.sendall(packet)
     except BaseException:
         close_quietly(connection)
         raise

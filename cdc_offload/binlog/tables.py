@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from cdc_offload.binlog import tablemap
 from cdc_offload.binlog.decoders import FastRows, fast_path_possible
 from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog.tablemap import TableMap, TableMapError
+from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.model import OutboxRow, UserRow
 from cdc_offload.rows import outbox_from_values, user_from_values
 from cdc_offload.settings import OUTBOX_LOGICAL_COLUMNS, Settings, TableNames
@@ -29,6 +29,27 @@ class Rows(Protocol):
     def rows(self, data: Buffer, packet: int, packet_end: int, payload: int, end: int) -> list[dict[str, object]]: ...
 
 
+class UpdateRows(Protocol):
+    def update_rows(
+        self, data: Buffer, packet: int, packet_end: int, payload: int, end: int
+    ) -> list[tuple[dict[str, object], dict[str, object]]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxKeys:
+    """The outbox columns an UPDATE is read for: which row, whose, and its `sent` before/after."""
+
+    id: str
+    userid: str
+    sent: str
+    # IOMAD's task sets it when it marks a row; our claim and restore never touch it. None: the
+    # site's outbox has no such column.
+    modifiedtime: str | None = None
+
+    def columns(self) -> tuple[str, ...]:
+        return (self.id, self.userid, self.sent) + ((self.modifiedtime,) if self.modifiedtime else ())
+
+
 @dataclass(frozen=True, slots=True)
 class Decoder:
     """What a watched rows event needs: the table's name, its rows, and our row type."""
@@ -38,6 +59,20 @@ class Decoder:
     rows: Rows
     convert: Converter
     fast: bool
+    # The outbox only: its UPDATEs' rows, and which columns hold id, userid and sent.
+    updates: UpdateRows | None = None
+    keys: OutboxKeys | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedTable:
+    """One table whose INSERTs are decoded. `columns` None: every column (for tests that replay
+    other servers' files); `keys`: decode its UPDATEs too (the outbox)."""
+
+    table: str
+    columns: tuple[str, ...] | None
+    convert: Converter
+    keys: OutboxKeys | None = None
 
 
 def _name_prefix(schema: str, table: str) -> bytes:
@@ -47,19 +82,27 @@ def _name_prefix(schema: str, table: str) -> bytes:
 
 
 class Watched:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, schema: str, tables: Sequence[WatchedTable]) -> None:
+        self.schema = schema
+        self.tables = tuple(tables)
+        self.prefixes = tuple(_name_prefix(schema, table.table) for table in self.tables)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Watched:
         names: TableNames = settings.tables
-        self.schema = settings.source.database
-        self.user_table = names.user_table
-        self.outbox_table = names.outbox_table
-        self.prefixes = (_name_prefix(self.schema, self.user_table), _name_prefix(self.schema, self.outbox_table))
-        self.user_columns: tuple[str, ...] = USER_COLUMNS
-        self.outbox_columns = tuple(dict.fromkeys(names.column(logical) for logical in OUTBOX_LOGICAL_COLUMNS))
 
         def outbox(values: Mapping[str, object]) -> UserRow | OutboxRow:
             return outbox_from_values(values, names)
 
-        self._convert_outbox = outbox
+        outbox_columns = tuple(dict.fromkeys(names.column(logical) for logical in OUTBOX_LOGICAL_COLUMNS))
+        keys = OutboxKeys(names.column("id"), names.column("userid"), names.column("sent"), "modifiedtime")
+        return cls(
+            settings.source.database,
+            (
+                WatchedTable(names.user_table, USER_COLUMNS, user_from_values),
+                WatchedTable(names.outbox_table, outbox_columns, outbox, keys),
+            ),
+        )
 
     def decoder(
         self,
@@ -74,20 +117,36 @@ class Watched:
     ) -> Decoder:
         """A decoder for a watched table-map. `body`: the event after its header, without the
         checksum; `packet`: the whole packet, kept only if the library has to decode the table."""
-        is_user = body.startswith(self.prefixes[0], table_map_post_header)
-        name = self.user_table if is_user else self.outbox_table
-        wanted = self.user_columns if is_user else self.outbox_columns
-        convert: Converter = user_from_values if is_user else self._convert_outbox
+        at = table_map_post_header
+        pairs = zip(self.tables, self.prefixes, strict=True)
+        watched = next((t for t, prefix in pairs if body.startswith(prefix, at)), self.tables[-1])
+        name = watched.table
         try:
-            table: TableMap | None = tablemap.parse(body, table_map_post_header, mariadb=mariadb)
-        except TableMapError:
-            table = None  # a type we do not know: the library may
-        if table is not None and table.has_names and fast_path_possible(table, wanted, mariadb):
-            return Decoder(name, True, FastRows(table, wanted, mariadb), convert, fast=True)
-        if table is not None and not table.has_names:
-            return Decoder(name, False, _NoRows(), convert, fast=False)
+            table = tablemap.parse(body, table_map_post_header, mariadb=mariadb)
+        except TableMapError as error:
+            # A column type this reader does not know (MySQL 9's VECTOR, ...) cannot even be
+            # stepped over, and the library would misread it too: the table's rows go to Moodle.
+            problem = f"the table-map of {self.schema}.{name} cannot be read ({error}): its rows are left to Moodle"
+            return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
+        if not table.has_names:
+            return Decoder(name, False, _Unreadable("no column names"), watched.convert, fast=False)
+        wanted = watched.columns if watched.columns is not None else tuple(str(c.name) for c in table.columns)
+        keys = watched.keys
+        names = {column.name for column in table.columns}
+        if keys is not None and not {keys.id, keys.userid, keys.sent} <= names:
+            keys = None  # a renamed column: its INSERTs say so; its UPDATEs are not read
+        if keys is not None and keys.modifiedtime not in names:
+            keys = replace(keys, modifiedtime=None)
+        key_columns = keys.columns() if keys is not None else ()
+        if fast_path_possible(table, wanted, mariadb):
+            updates: UpdateRows | None = None
+            if keys is not None and fast_path_possible(table, key_columns, mariadb):
+                updates = FastRows(table, key_columns, mariadb)
+            rows: Rows = FastRows(table, wanted, mariadb)
+            if keys is None or updates is not None:
+                return Decoder(name, True, rows, watched.convert, True, updates, keys)
         try:
-            rows = LibraryRows(
+            library = LibraryRows(
                 packet,
                 mariadb=mariadb,
                 checksum=checksum,
@@ -95,13 +154,17 @@ class Watched:
                 server_version=server_version,
             )
         except Exception as error:  # noqa: BLE001 - whatever the library trips on, we report the table
-            problem = type(error).__name__
-            raise TableMapError(f"the table-map of {self.schema}.{name} cannot be read ({problem})") from None
-        return Decoder(name, True, rows, convert, fast=False)
+            problem = f"the table-map of {self.schema}.{name} cannot be read ({type(error).__name__})"
+            return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
+        return Decoder(name, True, library, watched.convert, False, library if keys is not None else None, keys)
 
 
-class _NoRows:
-    """For a table-map without column names: the reader refuses before decoding anything."""
+class _Unreadable:
+    """For a table-map we cannot use: every rows event of the table is refused with `problem`
+    (the reader leaves its rows to Moodle, or fails closed when the column names are missing)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
 
     def rows(self, data: Buffer, packet: int, packet_end: int, payload: int, end: int) -> list[dict[str, object]]:
-        raise TableMapError("no column names")
+        raise TableMapError(self.problem)

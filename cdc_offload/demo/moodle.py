@@ -56,10 +56,18 @@ SUBJECT = "A new on-line learning account has been created for you"
 
 
 def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
-    for ddl in watched_table_ddl(prefix) + iomad_table_ddl(prefix):
+    for ddl in watched_table_ddl(prefix):
         cursor.execute(ddl)
     for ddl in NEIGHBOUR_DDL:
         cursor.execute(ddl.format(p=prefix))
+    seed_iomad_site(cursor, prefix)
+
+
+def seed_iomad_site(cursor: Any, prefix: str = "mdl_") -> None:
+    """IOMAD's recipient tables with what a fresh install leaves in them: one company with its top
+    department, the guest and the admin (the account the cron runs as), the support settings."""
+    for ddl in iomad_table_ddl(prefix):
+        cursor.execute(ddl)
     # One company with one top department, as IOMAD's installer and company form leave them.
     cursor.execute(
         f"INSERT IGNORE INTO {prefix}company (id, name, shortname, city, country) "
@@ -68,6 +76,18 @@ def create_schema(cursor: Any, prefix: str = "mdl_") -> None:
     cursor.execute(
         f"INSERT IGNORE INTO {prefix}department (id, name, shortname, company, parent) "
         "VALUES (1, 'Demo Academy', 'demo', 1, 0)"
+    )
+    # The site settings a fresh Moodle install has: the support user IOMAD's task sends as (its
+    # FromName) is named by them.
+    cursor.execute(
+        f"INSERT IGNORE INTO {prefix}config (name, value) VALUES ('supportemail', 'support@academy.example'), "
+        "('supportname', 'Demo Academy'), ('lang', 'en'), ('siteadmins', '2')"
+    )
+    # Moodle's installer creates the guest (1) and the admin (2), whom the cron runs as.
+    cursor.execute(
+        f"INSERT IGNORE INTO {prefix}user (id, auth, confirmed, mnethostid, username, firstname, lastname, email, "
+        "timecreated, timemodified) VALUES (1, 'manual', 1, 1, 'guest', 'Guest user', ' ', 'root@localhost', 0, 0), "
+        "(2, 'manual', 1, 1, 'admin', 'Admin', 'User', 'admin@academy.example', 0, 0)"
     )
 
 

@@ -8,7 +8,11 @@ from typing import Protocol
 from cdc_offload.model import Delivery, Job
 
 # Error codes a sink reports that are not AWS's own (AWS codes pass through as they come).
+# The round's deadline passed before the call's request went out (a retry refused, a connection
+# never made): nothing reached AWS.
 DEADLINE = "DeadlineExceeded"
+# The deadline passed before the call could start: nothing reached AWS.
+NOT_ATTEMPTED = "NotAttempted"
 UNREACHABLE = "Unreachable"
 TOO_LARGE = "MessageTooLarge"
 BREAKER_OPEN = "BreakerOpen"

@@ -15,7 +15,7 @@ import botocore.exceptions
 from cdc_offload.errors import StartupError
 from cdc_offload.model import Delivery
 from cdc_offload.settings import SinkSettings
-from cdc_offload.sinks import DEADLINE, NO_ANSWER, UNREACHABLE
+from cdc_offload.sinks import DEADLINE, NO_ANSWER, NOT_ATTEMPTED, UNREACHABLE
 from cdc_offload.sinks.region import region_name
 
 T = TypeVar("T")
@@ -52,6 +52,10 @@ def make_client(service: str, config: botocore.config.Config) -> Any:
 
 
 _call = threading.local()
+
+
+class NeverStarted(Exception):
+    """The round's deadline passed while the call waited for a pool thread: nothing was sent."""
 
 
 class AttemptAfterDeadline(Exception):
@@ -103,6 +107,8 @@ def guard_deadlines(client: Any) -> None:
 
 def error_code(error: Exception) -> str:
     """A short, content-free name for what went wrong (AWS's own code where there is one)."""
+    if isinstance(error, NeverStarted):
+        return NOT_ATTEMPTED
     if isinstance(error, AttemptAfterDeadline):
         return DEADLINE
     if isinstance(error, botocore.exceptions.ClientError):
@@ -157,7 +163,7 @@ class BoundedCalls:
     @staticmethod
     def _within(until: float, call: Callable[[T], list[Delivery]], unit: T, attempt: _Attempt) -> list[Delivery]:
         if time.monotonic() >= until:
-            raise AttemptAfterDeadline("deadline passed before a pool thread was free")
+            raise NeverStarted("deadline passed before a pool thread was free")
         _call.until = until
         _call.attempt = attempt
         try:

@@ -12,11 +12,11 @@ import botocore.config
 import botocore.exceptions
 
 from cdc_offload import logs
-from cdc_offload.model import Delivery, Job
+from cdc_offload.model import Delivery, Job, RecipientOutcome, RecipientStatus
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import DAILY_QUOTA, TOO_LARGE, UNREACHABLE
 from cdc_offload.sinks.aws import BoundedCalls, attempt_deadline, client_config, guard_deadlines, make_client
-from cdc_offload.sinks.message import email_parts
+from cdc_offload.sinks.message import EmailParts, email_parts, envelope
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
@@ -102,6 +102,38 @@ def account_send_rate(client: SESV2Client) -> tuple[float, bool]:
     return fallback, False
 
 
+# SES message tags on every copy: the `events` consumer finds the exact ledger recipient row by
+# them (tag values allow only [A-Za-z0-9_.-], which ids are).
+OUTBOX_TAG = "outbox_id"
+RECIPIENT_TAG = "recipient_index"
+
+
+def ses_request(parts: EmailParts, outbox_id: int, index: int, configuration_set: str | None) -> dict[str, Any]:
+    """One SendEmail request: HTML with its text alternative, tagged with the copy it is."""
+    request: dict[str, Any] = {
+        "FromEmailAddress": parts.sender,
+        "Destination": {"ToAddresses": [parts.to]},
+        "Content": {
+            "Simple": {
+                "Subject": {"Data": parts.subject, "Charset": "UTF-8"},
+                "Body": {
+                    "Html": {"Data": parts.html_body, "Charset": "UTF-8"},
+                    "Text": {"Data": parts.text_body, "Charset": "UTF-8"},
+                },
+            }
+        },
+        "EmailTags": [
+            {"Name": OUTBOX_TAG, "Value": str(outbox_id)},
+            {"Name": RECIPIENT_TAG, "Value": str(index)},
+        ],
+    }
+    if parts.reply_to:
+        request["ReplyToAddresses"] = list(parts.reply_to)
+    if configuration_set:
+        request["ConfigurationSetName"] = configuration_set
+    return request
+
+
 class SesSink:
     name = "ses"
 
@@ -134,30 +166,36 @@ class SesSink:
         refused: list[Delivery] = []
         sendable: list[Job] = []
         for job in jobs:
-            if email_parts(job).size > MAX_BYTES:
+            if email_parts(job, envelope(job).recipients[0], self._sender).size > MAX_BYTES:
                 refused.append(Delivery(job.outbox.id, accepted=False, error_code=TOO_LARGE))
             else:
                 sendable.append(job)
         return refused + self._calls.run(sendable, self._send, lambda job: [job.outbox.id])
 
     def _send(self, job: Job) -> list[Delivery]:
-        parts = email_parts(job)
-        request: dict[str, Any] = {
-            "FromEmailAddress": self._sender,
-            "Destination": {"ToAddresses": [parts.to]},
-            "Content": {
-                "Simple": {
-                    "Subject": {"Data": parts.subject, "Charset": "UTF-8"},
-                    "Body": {
-                        "Html": {"Data": parts.html_body, "Charset": "UTF-8"},
-                        "Text": {"Data": parts.text_body, "Charset": "UTF-8"},
-                    },
-                }
-            },
-            "EmailTags": [{"Name": "outbox_id", "Value": str(job.outbox.id)}],
-        }
-        if self._configuration_set:
-            request["ConfigurationSetName"] = self._configuration_set
+        """Every copy of the row, one SendEmail each, in IOMAD's order. The user's copy decides the
+        row: refused, nothing else is sent and Moodle sends them all. A later copy refused ends the
+        row's sending, as IOMAD's task does (its remaining copies are `not_sent`, counted)."""
+        outcomes: list[RecipientOutcome] = []
+        stopped: str | None = None
+        for to in envelope(job).recipients:
+            if stopped is not None:
+                outcomes.append(RecipientOutcome(to, RecipientStatus.NOT_SENT, error_code=stopped))
+                continue
+            request = ses_request(email_parts(job, to, self._sender), job.outbox.id, to.index, self._configuration_set)
+            message_id, code = self._send_one(request)
+            if code is None:
+                outcomes.append(RecipientOutcome(to, RecipientStatus.ACCEPTED, message_id=message_id))
+                continue
+            if not outcomes:
+                return [Delivery(job.outbox.id, accepted=False, error_code=code)]
+            outcomes.append(RecipientOutcome(to, RecipientStatus.FAILED, error_code=code))
+            stopped = code
+        return [Delivery(job.outbox.id, accepted=True, message_id=outcomes[0].message_id, recipients=tuple(outcomes))]
+
+    def _send_one(self, request: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(message id, None) when SES accepted it, else (None, error code); retries what is worth
+        it within the round's deadline."""
         attempt = 0
         while True:
             self._limiter.wait()
@@ -167,7 +205,7 @@ class SesSink:
                 details = error.response.get("Error", {})
                 code, message = str(details.get("Code") or ""), str(details.get("Message") or "")
                 if is_daily_quota(code, message):
-                    return [Delivery(job.outbox.id, accepted=False, error_code=DAILY_QUOTA)]
+                    return None, DAILY_QUOTA
                 if code not in THROTTLING_CODES:
                     raise
                 self._limiter.slow_down()
@@ -175,11 +213,11 @@ class SesSink:
                 code = UNREACHABLE  # nothing reached SES: safe to try again
             else:
                 self._limiter.recover()
-                return [Delivery(job.outbox.id, accepted=True, message_id=response.get("MessageId"))]
+                return response.get("MessageId"), None
             attempt += 1
             pause = random.uniform(0, min(2.0, 0.1 * 2**attempt))  # noqa: S311 - jitter, not crypto
             if time.monotonic() + pause >= attempt_deadline():
-                return [Delivery(job.outbox.id, accepted=False, error_code=code)]
+                return None, code
             time.sleep(pause)  # backing off a throttled or unreachable SES, within the deadline
 
     def close(self) -> None:

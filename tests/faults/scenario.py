@@ -44,7 +44,8 @@ def prepare(settings: Settings) -> None:
 
 def handled(moodle: MoodleDatabase, schema: str, outbox_ids: Iterable[int]) -> bool:
     recorded = ledger(moodle, schema)
-    return all(i in recorded for i in outbox_ids)
+    # A `claimed` row is not settled yet: AWS's answer (or the restart's resume) decides it.
+    return all(i in recorded and recorded[i]["status"] != "claimed" for i in outbox_ids)
 
 
 def wait_handled(moodle: MoodleDatabase, schema: str, outbox_ids: list[int], timeout: float = 60.0) -> None:

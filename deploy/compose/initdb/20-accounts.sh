@@ -16,6 +16,12 @@ CREATE USER IF NOT EXISTS 'cdc_reader'@'%' IDENTIFIED WITH mysql_native_password
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc_reader'@'%';
 GRANT SELECT ON \`moodle\`.\`mdl_user\` TO 'cdc_reader'@'%';
 GRANT SELECT ON \`moodle\`.\`mdl_email\` TO 'cdc_reader'@'%';
+GRANT SELECT ON \`moodle\`.\`mdl_company\` TO 'cdc_reader'@'%';
+GRANT SELECT ON \`moodle\`.\`mdl_company_users\` TO 'cdc_reader'@'%';
+GRANT SELECT ON \`moodle\`.\`mdl_department\` TO 'cdc_reader'@'%';
+GRANT SELECT ON \`moodle\`.\`mdl_user_info_data\` TO 'cdc_reader'@'%';
+GRANT SELECT ON \`moodle\`.\`mdl_email_template\` TO 'cdc_reader'@'%';
+GRANT SELECT ON \`moodle\`.\`mdl_config\` TO 'cdc_reader'@'%';
 CREATE USER IF NOT EXISTS 'cdc_writer'@'%' IDENTIFIED WITH mysql_native_password BY '${writer_password}';
 GRANT SELECT, DELETE, UPDATE (\`sent\`) ON \`moodle\`.\`mdl_email\` TO 'cdc_writer'@'%';
 GRANT ALL PRIVILEGES ON \`cdc_offload\`.* TO 'cdc_writer'@'%';

@@ -873,8 +873,10 @@ class Pipeline:
             "exit_with_unsuppressed_rows",
             rows=rows,
             problem=problem,
-            consequence="AWS accepted these rows but they are still queued: Moodle's cron sends them too",
-            fix="restore the primary; raise --shutdown-grace (and the pod's grace period) to wait longer",
+            consequence="AWS accepted these rows but they are still claimed in the outbox: the next start resends "
+            "them (FIFO queue) or restores them for Moodle, counted uncertain",
+            fix="restore the primary and start cdc-offload again; raise --shutdown-grace (and the pod's grace "
+            "period) to wait longer",
         )
         raise ShutdownIncomplete(f"{rows} rows AWS accepted could not be suppressed before exit: {problem}")
 

@@ -99,8 +99,20 @@ def _optional_int(value: object) -> int | None:
 
 # -- is the table-map this definition? --------------------------------------------------------
 
-_INTEGERS = {"tinyint": c.T_TINY, "smallint": c.T_SHORT, "mediumint": c.T_INT24, "int": c.T_LONG, "integer": c.T_LONG}
-_INTEGERS["bigint"] = c.T_LONGLONG
+_INTEGERS = {
+    "tinyint": c.T_TINY,
+    "smallint": c.T_SHORT,
+    "mediumint": c.T_INT24,
+    "int": c.T_LONG,
+    "integer": c.T_LONG,
+    "bigint": c.T_LONGLONG,
+}
+# Declared type -> (its binlog type since MySQL 5.6.4, the whole-second type of older tables).
+_TEMPORAL = {
+    "datetime": (c.T_DATETIME2, c.T_DATETIME),
+    "timestamp": (c.T_TIMESTAMP2, c.T_TIMESTAMP),
+    "time": (c.T_TIME2, c.T_TIME),
+}
 _BLOB_PREFIX = {"tiny": 1, "": 2, "medium": 3, "long": 4}
 _GEOMETRY = frozenset(
     {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon"}
@@ -162,10 +174,8 @@ def _compatible(column: Column, declared: SchemaColumn) -> bool:
         return kind == c.T_BIT and column.bits == declared.precision
     if data_type == "date":
         return kind in (c.T_DATE, c.T_NEWDATE)
-    temporal = {"datetime": (c.T_DATETIME2, c.T_DATETIME), "timestamp": (c.T_TIMESTAMP2, c.T_TIMESTAMP)}
-    temporal["time"] = (c.T_TIME2, c.T_TIME)
-    if data_type in temporal:
-        new, old = temporal[data_type]
+    if data_type in _TEMPORAL:
+        new, old = _TEMPORAL[data_type]
         # Tables from before MySQL 5.6.4 keep the old, whole-second format until rebuilt.
         return (kind == new and column.fsp == (declared.fsp or 0)) or (kind == old and not declared.fsp)
     if data_type == "year":

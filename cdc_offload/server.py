@@ -33,6 +33,10 @@ class SourceRefused(PositionLost):
 class ServerFacts:
     mariadb: bool
     server_id: int
+    version: str = ""
+    # None where the server has no such setting (MySQL before 8.0.1, MariaDB before 10.5): its
+    # binlog never carries column names.
+    row_metadata: str | None = None
 
 
 def server_facts(
@@ -47,13 +51,20 @@ def server_facts(
         with connection.cursor() as cursor:
             cursor.execute(
                 "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-                "('version', 'server_id', 'log_bin', 'log_bin_compress', 'binlog_transaction_compression')"
+                "('version', 'server_id', 'log_bin', 'log_bin_compress', 'binlog_transaction_compression', "
+                "'binlog_row_metadata')"
             )
             values = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
     finally:
         if own:
             connection.close()
-    facts = ServerFacts("mariadb" in values.get("version", "").lower(), int(values.get("server_id", "0") or 0))
+    version = values.get("version", "")
+    facts = ServerFacts(
+        "mariadb" in version.lower(),
+        int(values.get("server_id", "0") or 0),
+        version,
+        values.get("binlog_row_metadata"),
+    )
     if values.get("log_bin", "OFF").upper() not in ("ON", "1"):
         raise SourceRefused(
             f"the binlog is off on the source server {settings.source}: nothing can be read, rows are Moodle's "

@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from cdc_offload.errors import SourceError
 from cdc_offload.model import ChangeEvent, Checkpoint, Commit, EventCounts, Position, Undecodable
 from cdc_offload.server import SourceRefused
 from cdc_offload.settings import Dsn, Settings, SinkSettings
-from tests.support.binlog_replay import RecordedFile, ReplaySource, read_binlog_file
+from tests.support.binlog_replay import ColumnRow, RecordedFile, ReplaySource, read_binlog_file
 
 DATA = Path(__file__).parent / "data" / "mysql-binlogs"
 FILES = sorted(p.name for p in DATA.iterdir() if p.name not in ("README.md", "LICENSE-MIT.rust_mysql_common"))
@@ -44,7 +44,6 @@ FILES = sorted(p.name for p in DATA.iterdir() if p.name not in ("README.md", "LI
 # Files the reader must refuse, and what the refusal must say (the fix is in the same sentence).
 NO_NAMES = "binlog_row_metadata = FULL"
 REFUSED = {
-    "binlog_56_gtid_reserved_word.000001": NO_NAMES,  # MySQL 5.6: no column names exist
     "json.binlog.000001": NO_NAMES,
     "minimal_row_metadata.000001": NO_NAMES,
     "rpl_unfiltered_hidden_gcol.000001": NO_NAMES,
@@ -55,10 +54,19 @@ REFUSED = {
 # Read to the end; their rows equal the library's (and mariadb-binlog's where it can decode).
 READ = sorted(set(FILES) - set(REFUSED))
 MARIADB_BINLOG_DECODES = {
+    "binlog_56_gtid_reserved_word.000001",
     "binlog-invisible-columns.000001",
     "mysql-enum-string-set.000001",
     "mysql_type_bit.000001",
     "mariadb-bin.000001",
+}
+# Servers that write no column names (MySQL 5.6/5.7): what their INFORMATION_SCHEMA.COLUMNS said,
+# taken from the DDL in the file itself (`CREATE TABLE t1 (a int PRIMARY KEY)`, then
+# `CREATE TABLE GENERATED LIKE test.t1`), in the stand-in's COLUMNS_FIELDS order.
+SCHEMAS: dict[str, dict[tuple[str, str], list[list[ColumnRow]]]] = {
+    "binlog_56_gtid_reserved_word.000001": {
+        ("test", "GENERATED"): [[("a", "int", "int(11)", "NO", None, "10", "0", None, None)]],
+    },
 }
 MYSQL_GTID_FILES = ("binlog-invisible-columns.000001", "mysql-enum-string-set.000001", "mysql_type_bit.000001")
 VECTOR = 242  # MySQL 9.0's VECTOR column type: neither this reader nor the library knows it
@@ -108,7 +116,7 @@ def settings_for(source: ReplaySource, **overrides: Any) -> Settings:
 
 def replay(name: str, start: Checkpoint | None = None, **overrides: Any) -> tuple[list[Any], ReplaySource]:
     recorded = read_binlog_file(DATA / name)
-    with ReplaySource(recorded) as source:
+    with ReplaySource(recorded, columns=SCHEMAS.get(name, {})) as source:
         reader = FastBinlogReader(
             settings_for(source, **overrides),
             start or Checkpoint(Position(name, 4)),
@@ -135,10 +143,17 @@ class _Control:
         return self._dbms
 
 
-def library_items(recorded: RecordedFile) -> list[Any]:
+def library_items(recorded: RecordedFile, names: Mapping[str, Sequence[str]] | None = None) -> list[Any]:
     """What the reader must yield, as the library decodes the file: rows of every table (or an
     Undecodable where the library cannot decode them), and a Commit at each boundary with the GTID
-    state the library's GtidSet (MySQL) or GTID events (MariaDB) give there."""
+    state the library's GtidSet (MySQL) or GTID events (MariaDB) give there. `names`: table ->
+    column names, for the table-maps of a server that writes none (the library's own names for
+    them are UNKNOWN_COL0..n)."""
+    if names is None:
+        names = {
+            table: [row[0] for row in answers[-1]]
+            for (_, table), answers in SCHEMAS.get(recorded.path.name, {}).items()
+        }
     fde = recorded.events[0].raw
     post_header = tuple(fde[19 + 57 : -5])
     version = tuple(int(p) for p in recorded.server_version.split("-")[0].split("."))
@@ -181,7 +196,11 @@ def library_items(recorded: RecordedFile) -> list[Any]:
             post_header,
         ).event
         if isinstance(event, TableMapEvent):
-            table_map[event.table_id] = event.get_table()
+            table = table_map[event.table_id] = event.get_table()
+            given = names.get(event.table)
+            if given is not None and len(given) == len(table.columns):
+                for column, column_name in zip(table.columns, given, strict=True):
+                    column.name = column_name
         elif raw.kind in (0x17, 0x1E):
             table_id = int.from_bytes(raw.raw[19:25], "little")
             timestamp = int.from_bytes(raw.raw[0:4], "little")
@@ -202,6 +221,11 @@ def library_items(recorded: RecordedFile) -> list[Any]:
             mysql_gtids.merge_gtid(Gtid(event.gtid))
         elif isinstance(event, XidEvent | QueryEvent):
             query = event.query.strip().upper() if isinstance(event, QueryEvent) else "COMMIT"
+            statement = _STATEMENT_INSERT.match(query)
+            if statement and statement.group(1) in {t.upper() for t in _tables_by_id(recorded).values()}:
+                # A statement-format INSERT on a watched table: its rows are not in the binlog.
+                table = next(t for t in _tables_by_id(recorded).values() if t.upper() == statement.group(1))
+                expected.append(("undecodable", table, boundary, event.timestamp))
             if query == "BEGIN":
                 in_transaction = True
             elif query == "COMMIT" or not in_transaction:
@@ -209,6 +233,9 @@ def library_items(recorded: RecordedFile) -> list[Any]:
                 boundary = Checkpoint(Position(name, event.packet.log_pos), state(), "1")
                 expected.append(Commit(boundary, event.timestamp))
     return expected
+
+
+_STATEMENT_INSERT = re.compile(r"INSERT\s+INTO\s+`?(\w+)`?")
 
 
 def _tables_by_id(recorded: RecordedFile) -> dict[int, str]:
@@ -389,7 +416,7 @@ def test_a_binlog_older_than_mysql_5_6_is_refused(tmp_path: Path) -> None:
         reader = FastBinlogReader(settings_for(source), Checkpoint(Position(older.name, 4)), blocking=False)
         with pytest.raises(SourceRefused, match=r"server of version 5\.5\.62-log") as refused:
             list(reader)
-    assert "MySQL 8.0 (with binlog_row_metadata=FULL), 8.4 and 9.x and MariaDB 10.5+" in str(refused.value)
+    assert "MySQL 5.6 and 5.7 (column names from INFORMATION_SCHEMA" in str(refused.value)
 
 
 # -- caching_sha2_password, MySQL 8's default: what no recorded file can show ----------------------

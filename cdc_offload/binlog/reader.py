@@ -33,6 +33,7 @@ from cdc_offload.binlog.protocol import (
     parse_error,
     start_dump,
 )
+from cdc_offload.binlog.schema_names import SchemaNames, server_writes_no_names
 from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.binlog.tables import CACHE_LIMIT, Decoder, Watched
 from cdc_offload.errors import SourceError
@@ -117,11 +118,15 @@ class FastBinlogReader:
         self._watched = watched or Watched.from_settings(settings)
         self._dump: DumpConnection | None = None
         self._server: str | None = None
+        self._schema_names: SchemaNames | None = None
 
     def close(self) -> None:
         dump, self._dump = self._dump, None
         if dump is not None:
             dump.close()
+        schema_names, self._schema_names = self._schema_names, None
+        if schema_names is not None:
+            schema_names.close()
 
     def __iter__(self) -> Iterator[SourceItem]:
         try:
@@ -159,6 +164,15 @@ class FastBinlogReader:
         connection = connect(settings.source, settings.read_timeout)
         try:
             facts = server_facts(settings, self._start, connection)
+            if server_writes_no_names(facts.version, facts.row_metadata):
+                # MySQL 5.6/5.7, MariaDB before 10.5: names from INFORMATION_SCHEMA, read now on
+                # this connection (the dump takes it over next), checked against every table-map.
+                self._schema_names = SchemaNames.read(
+                    connection,
+                    self._watched.schema,
+                    [table.table for table in self._watched.tables],
+                    lambda: connect(settings.source, settings.read_timeout),
+                )
         except BaseException:
             close_quietly(connection)
             raise
@@ -209,6 +223,10 @@ class FastBinlogReader:
         update_rows = c.UPDATE_ROWS
         table_map = c.TABLE_MAP
         skipped_rows = c.SKIPPED_ROWS
+        schema_names = self._schema_names
+        # A decoder is cached per table shape (the table-map after its table id). Where names come
+        # from INFORMATION_SCHEMA the id is part of the key: a new id is checked afresh.
+        shape_at = 20 if schema_names is not None else 26
 
         log_file = self._start.position.file
         boundary = self._start
@@ -297,7 +315,7 @@ class FastBinlogReader:
                     if crc and crc32(ev[p + 1 : stop_at]) != u32(ev, stop_at)[0]:
                         raise self._checksum_error(log_file, ev, p)
                     # The file's checksum setting is part of the shape: a library decoder strips it.
-                    key = bytes(ev[p + 26 : stop_at]) + (b"c" if crc else b"n")
+                    key = bytes(ev[p + shape_at : stop_at]) + (b"c" if crc else b"n")
                     decoder = shapes.get(key)
                     if decoder is None:
                         if len(shapes) >= CACHE_LIMIT:
@@ -310,6 +328,7 @@ class FastBinlogReader:
                             checksum=bool(crc),
                             post_header_lengths=post_header,
                             server_version=server_version,
+                            schema_names=schema_names,
                         )
                     table_id = u64(ev, p + 20)[0] & mask
                     tables[table_id] = decoder
@@ -610,8 +629,9 @@ class _MysqlGtids(MysqlGtidSet):
 
 def _too_old(log_file: str, what: str) -> SourceRefused:
     return SourceRefused(
-        f"{log_file} was written by {what}: this reader reads MySQL 8.0 (with binlog_row_metadata=FULL), 8.4 and 9.x "
-        "and MariaDB 10.5+ binlogs. Upgrade the source server, then `cdc-offload position set --now`; rows are "
+        f"{log_file} was written by {what}: this reader reads MySQL 5.6 and 5.7 (column names from "
+        "INFORMATION_SCHEMA, checked against each table-map), 8.0 (with binlog_row_metadata=FULL), 8.4 and 9.x and "
+        "MariaDB 10.5+ binlogs. Upgrade the source server, then `cdc-offload position set --now`; rows are "
         "Moodle's to send"
     )
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from cdc_offload.binlog import tablemap
-from cdc_offload.binlog.decoders import FastRows, fast_path_possible
+from cdc_offload.binlog.decoders import FastRows, RowDecodeError, fast_path_possible, plan
 from cdc_offload.binlog.library import LibraryRows
+from cdc_offload.binlog.schema_names import SchemaNames
 from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.model import OutboxRow, UserRow
 from cdc_offload.rows import outbox_from_values, user_from_values
@@ -114,9 +115,11 @@ class Watched:
         checksum: bool,
         post_header_lengths: Sequence[int],
         server_version: tuple[int, ...],
+        schema_names: SchemaNames | None = None,
     ) -> Decoder:
         """A decoder for a watched table-map. `body`: the event after its header, without the
-        checksum; `packet`: the whole packet, kept only if the library has to decode the table."""
+        checksum; `packet`: the whole packet, kept only if the library has to decode the table.
+        `schema_names`: where a table-map without names gets them, on a server that writes none."""
         at = table_map_post_header
         pairs = zip(self.tables, self.prefixes, strict=True)
         watched = next((t for t, prefix in pairs if body.startswith(prefix, at)), self.tables[-1])
@@ -129,7 +132,12 @@ class Watched:
             problem = f"the table-map of {self.schema}.{name} cannot be read ({error}): its rows are left to Moodle"
             return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
         if not table.has_names:
-            return Decoder(name, False, _Unreadable("no column names"), watched.convert, fast=False)
+            if schema_names is None:
+                return Decoder(name, False, _Unreadable("no column names"), watched.convert, fast=False)
+            resolved = schema_names.resolve(table)
+            if isinstance(resolved, str):
+                return Decoder(name, True, _Unreadable(resolved), watched.convert, fast=False)
+            table = resolved
         wanted = watched.columns if watched.columns is not None else tuple(str(c.name) for c in table.columns)
         keys = watched.keys
         names = {column.name for column in table.columns}
@@ -143,8 +151,17 @@ class Watched:
             if keys is not None and fast_path_possible(table, key_columns, mariadb):
                 updates = FastRows(table, key_columns, mariadb)
             rows: Rows = FastRows(table, wanted, mariadb)
-            if keys is None or updates is not None:
-                return Decoder(name, True, rows, watched.convert, True, updates, keys)
+            if keys is None or updates is not None or schema_names is not None:
+                return Decoder(name, True, rows, watched.convert, True, updates, keys if updates is not None else None)
+        if schema_names is not None:
+            # The library would decode this table-map without the names we found (and without
+            # signedness or character sets): no fallback, the table's rows go to Moodle.
+            problem = (
+                f"column `{_first_undecodable(table, wanted, mariadb)}` of {self.schema}.{name} has a type this "
+                "reader decodes only from a binlog with column metadata (TIME, JSON, text not in UTF-8), and this "
+                "server writes none: its rows are left to Moodle"
+            )
+            return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
         try:
             library = LibraryRows(
                 packet,
@@ -157,6 +174,17 @@ class Watched:
             problem = f"the table-map of {self.schema}.{name} cannot be read ({type(error).__name__})"
             return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
         return Decoder(name, True, library, watched.convert, False, library if keys is not None else None, keys)
+
+
+def _first_undecodable(table: tablemap.TableMap, wanted: Sequence[str], mariadb: bool) -> str:
+    for column in table.columns:
+        if column.name in wanted:
+            try:
+                if not plan(column, mariadb).decodable:
+                    return str(column.name)
+            except RowDecodeError:
+                return str(column.name)
+    return "?"
 
 
 class _Unreadable:

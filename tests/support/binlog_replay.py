@@ -4,7 +4,8 @@ the fast reader to run unchanged against bytes real MySQL and MariaDB servers wr
 It speaks the handshake (v10; mysql_native_password accepting anyone, or caching_sha2_password
 checking a password by its full authentication: the RSA key exchange over plaintext, the password
 itself over TLS when a certificate is given), answers the reader's queries
-(`SHOW GLOBAL VARIABLES`, `SELECT @@global.binlog_checksum, @@version`, its `SET`s), and on
+(`SHOW GLOBAL VARIABLES`, `SELECT @@global.binlog_checksum, @@version`, its `SET`s, and the
+INFORMATION_SCHEMA.COLUMNS query a server without column names in its binlog is asked), and on
 COM_BINLOG_DUMP / COM_BINLOG_DUMP_GTID sends what a server sends: a fake ROTATE, then the file's
 events from its FORMAT_DESCRIPTION on, each as a binlog network packet, then EOF (the reader asks
 for a non-blocking dump). Every command the reader sent is kept, so a test can check them.
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import socket
 import ssl
 import struct
 import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,23 @@ EVENT_HEADER = 19
 _CAPABILITIES = 0x0001 | 0x0008 | 0x0200 | 0x2000 | 0x8000 | 0x20000 | 0x80000
 _OK = b"\x00\x00\x00\x02\x00\x00\x00"
 _SALT = b"12345678" + b"9abcdefghijk"  # the handshake's 20-byte scramble
+# The reader's INFORMATION_SCHEMA.COLUMNS query, as PyMySQL sends it (parameters quoted in).
+_COLUMNS_QUERY = re.compile(
+    r"FROM INFORMATION_SCHEMA\.COLUMNS WHERE TABLE_SCHEMA = '([^']*)' AND TABLE_NAME = '([^']*)'"
+)
+COLUMNS_FIELDS = (
+    "COLUMN_NAME",
+    "DATA_TYPE",
+    "COLUMN_TYPE",
+    "IS_NULLABLE",
+    "CHARACTER_OCTET_LENGTH",
+    "NUMERIC_PRECISION",
+    "NUMERIC_SCALE",
+    "DATETIME_PRECISION",
+    "CHARACTER_SET_NAME",
+)
+# One INFORMATION_SCHEMA.COLUMNS row, in COLUMNS_FIELDS order (None is SQL NULL).
+ColumnRow = Sequence[str | None]
 
 
 @functools.cache
@@ -54,6 +74,12 @@ class RecordedFile:
     def mariadb(self) -> bool:
         return "mariadb" in self.server_version.lower()
 
+    @property
+    def can_write_column_names(self) -> bool:
+        """Whether the server has `binlog_row_metadata` (MySQL 8.0.1+, MariaDB 10.5+)."""
+        numbers = tuple(int(part) for part in self.server_version.split("-")[0].split(".")[:3])
+        return numbers >= ((10, 5, 0) if self.mariadb else (8, 0, 1))
+
 
 def read_binlog_file(path: Path) -> RecordedFile:
     data = path.read_bytes()
@@ -72,7 +98,9 @@ def read_binlog_file(path: Path) -> RecordedFile:
     return RecordedFile(path, tuple(events), version, fde.raw[-5] == 1)
 
 
-def _lenenc_string(value: bytes) -> bytes:
+def _lenenc_string(value: bytes | None) -> bytes:
+    if value is None:
+        return b"\xfb"  # NULL in a text-protocol row
     assert len(value) < 251
     return bytes([len(value)]) + value
 
@@ -92,10 +120,26 @@ class ReplaySource:
     server_id: int = 1
     password: str | None = None
     tls: tuple[Path, Path] | None = None
+    # (schema, table) -> the INFORMATION_SCHEMA.COLUMNS rows to answer with, one list per query
+    # in turn (the last is repeated): a table altered between two looks has two.
+    columns: dict[tuple[str, str], list[list[ColumnRow]]] = field(default_factory=dict)
+    # What `binlog_row_metadata` says; None: the variable does not exist (before MySQL 8.0.1 and
+    # MariaDB 10.5). By default as the recorded server's version has it.
+    row_metadata: str | None = "FULL"
     commands: list[bytes] = field(default_factory=list)
     authentications: list[str] = field(default_factory=list)
     _listener: socket.socket | None = None
     _thread: threading.Thread | None = None
+    _answered: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.recorded.can_write_column_names:
+            self.row_metadata = None
+
+    @property
+    def schema_queries(self) -> int:
+        """How many INFORMATION_SCHEMA.COLUMNS queries were answered."""
+        return sum(self._answered.values())
 
     def __enter__(self) -> ReplaySource:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -224,6 +268,8 @@ class ReplaySource:
             "log_bin_compress": "OFF",
             "binlog_transaction_compression": "OFF",
         }
+        if self.row_metadata is not None:
+            variables["binlog_row_metadata"] = self.row_metadata
         if text.startswith("SHOW GLOBAL VARIABLES"):
             wanted = [name for name in variables if f"'{name.upper()}'" in text]
             self._result(sock, ["Variable_name", "Value"], [[name, variables[name]] for name in wanted])
@@ -232,14 +278,24 @@ class ReplaySource:
         elif text == "SHOW SESSION STATUS LIKE 'SSL_CIPHER'":
             cipher = sock.cipher()[0] if isinstance(sock, ssl.SSLSocket) and sock.cipher() else ""
             self._result(sock, ["Variable_name", "Value"], [["Ssl_cipher", cipher]])
+        elif found := _COLUMNS_QUERY.search(query):
+            self._result(sock, list(COLUMNS_FIELDS), self._columns(found.group(1), found.group(2)))
         elif text.startswith("SET "):
             self._send(sock, 1, _OK)
         else:
             self._send(sock, 1, b"\xff" + struct.pack("<H", 1064) + b"#42000" + b"not served by the replay source")
 
-    def _result(self, sock: socket.socket, names: list[str], rows: list[list[str]]) -> None:
+    def _columns(self, schema: str, table: str) -> list[ColumnRow]:
+        answers = self.columns.get((schema, table))
+        if not answers:
+            return []  # as a server answers an account that cannot see the table
+        turn = self._answered.get((schema, table), 0)
+        self._answered[(schema, table)] = turn + 1
+        return answers[min(turn, len(answers) - 1)]
+
+    def _result(self, sock: socket.socket, names: list[str], rows: Sequence[Sequence[str | None]]) -> None:
         packets = [bytes([len(names)])] + [_column(name) for name in names] + [b"\xfe\x00\x00\x02\x00"]
-        packets += [b"".join(_lenenc_string(v.encode()) for v in row) for row in rows]
+        packets += [b"".join(_lenenc_string(None if v is None else v.encode()) for v in row) for row in rows]
         packets.append(b"\xfe\x00\x00\x02\x00")
         for number, packet in enumerate(packets, start=1):
             self._send(sock, number, packet)

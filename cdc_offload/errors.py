@@ -11,6 +11,11 @@ class PositionLost(SourceError):
     """The server no longer has the position we must resume from (purged, or another server)."""
 
 
+class ReplicaUnreachable(SourceError):
+    """The replica's connection failed during the recipient look-up: like the binlog link, the
+    session is rebuilt from the checkpoint (the rows are read again, not left to Moodle)."""
+
+
 class FailClosed(RuntimeError):
     """A condition under which running could lose or duplicate mail: stop, let Moodle send."""
 

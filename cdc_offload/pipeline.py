@@ -26,7 +26,7 @@ from typing import Protocol
 from cdc_offload import logs
 from cdc_offload.correlate import Correlator
 from cdc_offload.dispatch import ROUNDS_IN_FLIGHT, Dispatcher
-from cdc_offload.errors import FailClosed, PositionLost, ShutdownIncomplete, SourceError
+from cdc_offload.errors import FailClosed, PositionLost, ReplicaUnreachable, ShutdownIncomplete, SourceError
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import (
@@ -282,6 +282,8 @@ class Session:
         self._claims_paused_until = 0.0
         # Outbox rows seen re-marked sent in the binlog, checked against the ledger at the next step.
         self._remarked: set[int] = set()
+        # Set when the recipient look-up lost the replica: the loop ends as if the reader had.
+        self._replica_lost: ReplicaUnreachable | None = None
         self._store = store
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -360,6 +362,8 @@ class Session:
             elif time.monotonic() - self._committed_at >= self._settings.checkpoint_interval:
                 self._commit_checkpoint()
             self._observe()
+            if self._replica_lost is not None:
+                ended = _ReaderEnded(self._replica_lost)
         # Draining: what is paired is sent and recorded; what still waits for its partner is
         # re-read after a restart (the checkpoint stays before it).
         if self._options.stop_at_end or stop.is_set():
@@ -549,7 +553,14 @@ class Session:
         """Who receives each row, then the claim: the rows AWS gets, the mark each carries in the
         outbox, and the rows settled on the way (left to Moodle, raced, claims that cannot resume)."""
         settled: list[Resolution] = []
-        answers = self._recipients.resolve([*fresh, *(job for job, _ in resumed)]) if fresh or resumed else {}
+        try:
+            answers = self._recipients.resolve([*fresh, *(job for job, _ in resumed)]) if fresh or resumed else {}
+        except ReplicaUnreachable as error:
+            # Like a cut binlog link: nothing is claimed, the rows stay ready (holding the
+            # checkpoint), the loop drains what AWS has and the session is rebuilt.
+            self._ready.update((job.outbox.id, job) for job in [*fresh, *(job for job, _ in resumed)])
+            self._replica_lost = error
+            return [], {}, settled
         addressed: list[Job] = []
         for job in fresh:
             answer = answers.get(job.outbox.id)
@@ -627,7 +638,7 @@ class Session:
                 logs.warning("duplicate_observed", outbox_id=outbox_id, by="iomad_email_task")
 
     def _claims_paused(self) -> bool:
-        return time.monotonic() < self._claims_paused_until
+        return self._replica_lost is not None or time.monotonic() < self._claims_paused_until
 
     def _defer(self, job: Job) -> list[Resolution]:
         since = self._deferred_since.setdefault(job.outbox.id, time.monotonic())

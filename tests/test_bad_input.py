@@ -160,8 +160,10 @@ def test_control_characters_in_names_and_subject_never_make_a_header(
 ) -> None:
     sink = sqs_sink if sink_kind == "sqs" else SinkSettings(kind="ses", ses_from=ses_sender, deadline=5.0)
     before = len(ses_messages())
-    running = sidecar(moodle, sink)
     admin = moodle.admin()
+    # The sender's name (the support user's, as IOMAD's task names it) is the one name a copy carries.
+    set_support_name(admin, moodle, EVIL_FIRST)
+    running = sidecar(moodle, sink)
     uid = insert_user(admin, "eve@example.org", firstname=EVIL_FIRST, lastname=EVIL_LAST)
     outbox_id = insert_outbox(admin, uid, subject=EVIL_SUBJECT, body="<p>password: Pw#evil</br></p>")
     wait_for(lambda: running.resolved() >= 1, 30, "the row resolved")
@@ -173,20 +175,27 @@ def test_control_characters_in_names_and_subject_never_make_a_header(
         (message,) = sqs_messages(sqs_sink.queue_url or "")
         assert set(message) == SQS_DOCUMENT_KEYS, "JSON fields only: no raw header, no `headers` column"
         assert message["recipients"][0]["address"] == "eve@example.org"
-        for text in (message["recipients"][0]["name"], message["subject"]):
+        for text in (message["recipients"][0]["name"], message["from"]["name"], message["subject"]):
             assert not CONTROL & set(text), repr(text)
+        assert message["from"]["name"].startswith("Eve Bcc: spy@evil.example")
         assert message["subject"].startswith("Welcome Bcc: spy@evil.example X-Injected: 1")
         assert message["html_body"] == "<p>password: Pw#evil</br></p>"
     else:
         (sent,) = ses_messages()[before:]
         (to,) = sent.destinations["ToAddresses"]
-        assert not CONTROL & set(to) and not CONTROL & set(sent.subject), (to, sent.subject)
-        # However a mail agent parses the To value, it is exactly one mailbox: ours.
-        header = policy.SMTP.header_factory("To", to)
-        assert [a.addr_spec for a in header.addresses] == ["eve@example.org"]
+        assert to == "eve@example.org", "IOMAD mails the bare address"
+        assert not CONTROL & set(sent.source) and not CONTROL & set(sent.subject), (sent.source, sent.subject)
+        # However a mail agent parses the From value, it is exactly one mailbox: ours.
+        header = policy.SMTP.header_factory("From", sent.source)
+        assert [a.addr_spec for a in header.addresses] == [ses_sender]
         assert "Eve Bcc: spy@evil.example" in header.addresses[0].display_name
         assert sent.destinations.get("CcAddresses", []) == [] and sent.destinations.get("BccAddresses", []) == []
         assert sent.subject.startswith("Welcome Bcc: spy@evil.example X-Injected: 1")
+
+
+def set_support_name(admin: Any, moodle: MoodleDatabase, name: str) -> None:
+    with admin.cursor() as cursor:
+        cursor.execute(f"UPDATE {moodle.prefix}config SET value = %s WHERE name = 'supportname'", (name,))
 
 
 def test_a_sender_or_configuration_set_with_a_line_break_is_refused_at_start(moodle: MoodleDatabase) -> None:
@@ -206,8 +215,9 @@ def test_a_subject_of_255_multibyte_characters_arrives_whole(
     assert len(subject) == 255 and len(subject.encode()) > 255
     sink = sqs_sink if sink_kind == "sqs" else SinkSettings(kind="ses", ses_from=ses_sender, deadline=5.0)
     before = len(ses_messages())
-    running = sidecar(moodle, sink)
     admin = moodle.admin()
+    set_support_name(admin, moodle, "Zoë Ångström 王")
+    running = sidecar(moodle, sink)
     uid = insert_user(admin, "zoe@example.org", firstname="Zoë", lastname="Ångström 王")
     outbox_id = insert_outbox(admin, uid, subject=subject)
     wait_for(lambda: running.resolved() >= 1, 30, "the row resolved")
@@ -217,14 +227,14 @@ def test_a_subject_of_255_multibyte_characters_arrives_whole(
     if sink_kind == "sqs":
         (message,) = sqs_messages(sqs_sink.queue_url or "")
         assert message["subject"] == subject
-        assert message["recipients"][0]["name"] == "Zoë Ångström 王"
+        assert message["from"]["name"] == "Zoë Ångström 王"
     else:
         (sent,) = ses_messages()[before:]
         assert sent.subject == subject
-        (to,) = sent.destinations["ToAddresses"]
-        assert to.isascii(), "a non-ASCII name is RFC 2047-encoded, as SES requires"
-        (address,) = policy.SMTP.header_factory("To", to).addresses
-        assert (address.display_name, address.addr_spec) == ("Zoë Ångström 王", "zoe@example.org")
+        assert sent.destinations["ToAddresses"] == ["zoe@example.org"]
+        assert sent.source.isascii(), "a non-ASCII name is RFC 2047-encoded, as SES requires"
+        (address,) = policy.SMTP.header_factory("From", sent.source).addresses
+        assert (address.display_name, address.addr_spec) == ("Zoë Ångström 王", ses_sender)
 
 
 def test_a_body_over_the_sqs_limit_stays_for_moodle(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:

@@ -79,6 +79,11 @@ def test_init_prints_the_grants_and_the_suites_accounts_are_made_from_them(
         "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.*",  # MariaDB's name for REPLICATION CLIENT
         f"GRANT SELECT ON `{db}`.`mdl_user`",
         f"GRANT SELECT ON `{db}`.`mdl_email`",
+        # Who else receives a row (IOMAD's company managers, supervisors, templates, site settings).
+        *(
+            f"GRANT SELECT ON `{db}`.`mdl_{table}`"
+            for table in ("company", "company_users", "department", "user_info_data", "email_template", "config")
+        ),
     }
     assert writer == {
         "GRANT USAGE ON *.*",

@@ -11,6 +11,7 @@ from typing import Any
 import pymysql
 
 from cdc_offload import tls
+from cdc_offload.errors import ReplicaUnreachable
 from cdc_offload.recipients.template import Template, TemplateValueError
 from cdc_offload.settings import Settings, identifier
 from cdc_offload.store import connect
@@ -19,6 +20,20 @@ from cdc_offload.store import connect
 class LookupUnavailable(RuntimeError):
     """The replica could not be read (connection, permission, schema). The text names the cause by
     MySQL error code or type, never by a value."""
+
+
+# Connection-level failures (can't connect, gone away, lost, killed, too many connections): the
+# replica is unreachable for now, not refusing us for good.
+_CONNECTION_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055})
+
+
+def _unavailable(error: BaseException) -> Exception:
+    """A lost link (ReplicaUnreachable: the session is rebuilt and the rows read again) or a refusal
+    that will not pass by itself (LookupUnavailable: the rows are left to Moodle, `check` says why)."""
+    code = error.args[0] if isinstance(error, pymysql.err.Error) and error.args else None
+    if isinstance(error, OSError) or code in _CONNECTION_CODES:
+        return ReplicaUnreachable(f"the recipient look-up lost the replica: {tls.describe(error)}")
+    return LookupUnavailable(tls.describe(error))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +120,7 @@ class ReplicaTables:
                 return list(cursor.fetchall())
         except (pymysql.err.Error, OSError) as error:
             self.close()
-            raise LookupUnavailable(tls.describe(error)) from None
+            raise _unavailable(error) from None
 
     @contextlib.contextmanager
     def consistent_read(self) -> Iterator[None]:
@@ -115,7 +130,7 @@ class ReplicaTables:
             try:
                 self._connection = connect(self._dsn, autocommit=True, read_timeout=10.0)
             except (pymysql.err.Error, OSError) as error:
-                raise LookupUnavailable(tls.describe(error)) from None
+                raise _unavailable(error) from None
         self._rows("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", ())
         try:
             yield

@@ -393,7 +393,7 @@ def check(**params: Any) -> None:
 
 
 def sink_setting_checks(params: dict[str, Any]) -> list[Any]:
-    from cdc_offload.preflight import CheckResult
+    from cdc_offload.check_result import CheckResult
 
     sink = params.get("sink") or "sqs"
     if sink == "sqs" and not params.get("queue_url"):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pymysql
 
-from cdc_offload.deliver.events import GRAVITY, DeliveryEvent
+from cdc_offload.delivery_event import GRAVITY, DeliveryEvent
 from cdc_offload.settings import Dsn, identifier
 from cdc_offload.store import address_hash, connect, masked_address
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pymysql
 
-from cdc_offload.preflight import CheckResult
+from cdc_offload.check_result import CheckResult
 
 # RDS retains binlogs for this long only when told to; NULL (the default) purges them as soon as
 # no RDS replica needs them, which can be minutes: a restart then finds its checkpoint gone.

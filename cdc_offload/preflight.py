@@ -10,19 +10,11 @@ from typing import Any
 import pymysql
 
 from cdc_offload import tls
+from cdc_offload.check_result import CheckResult
 from cdc_offload.model import Checkpoint
 from cdc_offload.mysql_errors import explain
 from cdc_offload.settings import Dsn, Settings
 from cdc_offload.store import connect
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    name: str
-    ok: bool
-    problem: str = ""
-    fix: str = ""
-    warning: bool = False
 
 
 def _variables(cursor: Any, names: tuple[str, ...]) -> dict[str, str]:

@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from cdc_offload.deliver import events, message
-from cdc_offload.deliver.events import DeliveryEvent, Ignored, Outcome
+from cdc_offload.deliver.events import Ignored
+from cdc_offload.delivery_event import DeliveryEvent, Outcome
 from cdc_offload.model import (
     Checkpoint,
     Envelope,

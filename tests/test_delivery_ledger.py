@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cdc_offload.deliver import events
-from cdc_offload.deliver.events import DeliveryEvent
+from cdc_offload.delivery_event import DeliveryEvent
 from cdc_offload.delivery_ledger import DeliveryLedger, recipients_of
 from cdc_offload.demo.stack import MoodleDatabase
 from cdc_offload.settings import SinkSettings

@@ -3,9 +3,10 @@ what such servers report (none can run here), and the real `check` on MariaDB sa
 
 from __future__ import annotations
 
+from cdc_offload.check_result import CheckResult
 from cdc_offload.demo.stack import MoodleDatabase
 from cdc_offload.managed import adapt_fixes, detect, grants_note, retention_check
-from cdc_offload.preflight import CheckResult, source_checks
+from cdc_offload.preflight import source_checks
 from cdc_offload.settings import SinkSettings
 
 RDS_80 = {"version": "8.0.39", "version_comment": "Source distribution", "basedir": "/rdsdbbin/mysql-8.0.39.R1/"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from cdc_offload.deliver.events import BOUNCE_TYPES, Outcome
+from cdc_offload.deliver.events import BOUNCE_TYPES
+from cdc_offload.delivery_event import Outcome
 
 MESSAGE_OUTCOMES = ("deleted", "retry_later", "unreadable")
 COPY_RESULTS = ("accepted", "already_sent", "failed")

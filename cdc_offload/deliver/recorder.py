@@ -6,10 +6,11 @@ ledger state; the notification is deleted once recorded."""
 from __future__ import annotations
 
 from cdc_offload import logs
-from cdc_offload.deliver.events import DeliveryEvent, Ignored, Outcome, Unreadable, parse
+from cdc_offload.deliver.events import Ignored, Unreadable, parse
 from cdc_offload.deliver.metrics import EventMetrics
 from cdc_offload.deliver.queue import Queue, Received
 from cdc_offload.deliver.settings import ConsumerSettings
+from cdc_offload.delivery_event import DeliveryEvent, Outcome
 from cdc_offload.delivery_ledger import DeliveryLedger
 
 

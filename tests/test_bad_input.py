@@ -607,7 +607,11 @@ class SidecarProcess:
 def ledger_count(moodle: MoodleDatabase, schema: str, status: str | None = "offloaded") -> int:
     connection = moodle.admin()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM `{schema}`.ledger WHERE status = COALESCE(%s, status)", (status,))
+        # A claimed row is not resolved yet (AWS has not answered).
+        cursor.execute(
+            f"SELECT COUNT(*) FROM `{schema}`.ledger WHERE status = COALESCE(%s, status) AND status <> 'claimed'",
+            (status,),
+        )
         count = int(cursor.fetchone()[0])
     connection.close()
     return count

@@ -309,7 +309,8 @@ def test_a_crash_between_ses_accept_and_sqs_delete_costs_at_most_one_counted_dup
     assert crashing.wait(60) == -signal.SIGKILL, "the worker died at the crash point"
     restarted, port = start_worker(moodle, main, ses_sender, aws_endpoint, None)
     try:
-        wait_for(lambda: depth(main) == 0, 60, "the redelivered message finished")
+        # The dead worker held the message for its SendEmail's whole timeout (33 s), not just 10 s.
+        wait_for(lambda: depth(main) == 0, 120, "the redelivered message finished")
         counted = wait_for(lambda: _scrape(port, "cdc_offload_deliver_copies_total"), 10, "metrics served")
         duplicates_counted = metric(port, "cdc_offload_deliver_possible_duplicates_total")
     finally:

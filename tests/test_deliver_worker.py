@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 
 from cdc_offload.deliver.consumer import run_consumers
 from cdc_offload.deliver.metrics import DeliverMetrics
-from cdc_offload.deliver.queue import Queue
+from cdc_offload.deliver.queue import Queue, Received
 from cdc_offload.deliver.runtime import run_deliver
 from cdc_offload.deliver.settings import ConsumerSettings, DeliverSettings
 from cdc_offload.deliver.worker import DeliveryWorker, client_config
@@ -135,37 +136,100 @@ def test_throttling_slows_the_worker_and_loses_nothing(moodle: MoodleDatabase, a
     sqs = boto3.client("sqs")
     for outbox_id in range(1, 7):
         sqs.send_message(QueueUrl=main, MessageBody=row(outbox_id, 2).decode())
-    # SES throttles every send for a while (more than one copy's tries), then now and then.
+    # SES throttles every send for a while (more than one copy's tries), then now and then. The
+    # pace falls to SES's floor, so one copy's tries outlast the 10 s visibility timeout: the
+    # worker must keep the message hidden meanwhile, or the other thread sends it again.
     script = ["rate"] * 8 + ["ok", "rate"] * 3 + ["ok"] * 100
     running = _fake(script, rate=40.0)
     fake = next(running)
-    settings = DeliverSettings(consumer(moodle, main), sender="no-reply@academy.example", send_attempts=4)
-    ses = boto3.client("sesv2", endpoint_url=fake.url, config=client_config(2), region_name="us-east-1", **_keys())
-    metrics = DeliverMetrics()
-    worker = DeliveryWorker(
-        settings, Queue(main), ses, DeliveryLedger(moodle.writer, settings.consumer.state_schema), metrics
-    )
-    assert worker.rate == 40.0, "the account's MaxSendRate, read from SES"
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=run_consumers,
-        args=("deliver", settings.consumer, Queue(main), worker.handle, Health(60), metrics.dead_letters, stop),
-    )
-    thread.start()
     try:
-        wait_for(lambda: depth(main) == 0, 60, "every message delivered")
+        settings = DeliverSettings(consumer(moodle, main), sender="no-reply@academy.example", send_attempts=4)
+        ses = ses_client(fake.url)
+        metrics = DeliverMetrics()
+        worker = DeliveryWorker(
+            settings, Queue(main), ses, DeliveryLedger(moodle.writer, settings.consumer.state_schema), metrics
+        )
+        assert worker.rate == 40.0, "the account's MaxSendRate, read from SES"
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=run_consumers,
+            args=("deliver", settings.consumer, Queue(main), worker.handle, Health(60), metrics.dead_letters, stop),
+        )
+        thread.start()
+        try:
+            wait_for(lambda: depth(main) == 0, 120, "every message delivered")
+        finally:
+            stop.set()
+            thread.join(30)
     finally:
-        stop.set()
-        thread.join(30)
-    throttled = fake.sends - 12
-    assert metrics.copies.labels("accepted")._value.get() == 12, "every copy of the six rows accepted once"
-    assert throttled == script.count("rate") == 11
+        running.close()
+    assert sorted(fake.accepted) == every_copy_once(range(1, 7), 2), "SES took every copy exactly once"
+    assert metrics.copies.labels("accepted")._value.get() == 12
+    assert fake.sends - 12 == script.count("rate") == 11, "each throttled send was tried again"
     assert depth(dead) == 0, "nothing given up"
     assert worker.rate < 40.0, "the pace went down"
     assert metrics.messages.labels("retry_later")._value.get() >= 1, "a copy throttled past its tries came back later"
     assert metrics.possible_duplicates._value.get() == 0
-    running.close()
     report("deliver: SES throttled 11 of 23 sends", accepted=12, lost=0, rate_after=round(worker.rate, 2))
+
+
+def test_a_copy_slower_than_the_visibility_timeout_is_not_sent_again_by_another_worker(
+    moodle: MoodleDatabase, aws_endpoint: str
+) -> None:
+    """Two workers on one queue; SES sits on the first SendEmail past the message's visibility
+    timeout. The message must stay hidden while its copy is in SES's hands, or the second worker
+    receives it and sends both copies again (the throttling test's 14 accepts for 12 copies)."""
+    main, dead = queue_with_dead_letters(max_receives=5)
+    boto3.client("sqs").send_message(QueueUrl=main, MessageBody=row(7, 2).decode())
+    running = _fake(["ok"], held=1)
+    fake = next(running)
+    try:
+        settings = DeliverSettings(consumer(moodle, main), sender="no-reply@academy.example", send_rate=50.0)
+        ledger = DeliveryLedger(moodle.writer, settings.consumer.state_schema)
+        first, second = (
+            DeliveryWorker(settings, Queue(main), ses_client(fake.url), ledger, DeliverMetrics()) for _ in range(2)
+        )
+        visibility = settings.consumer.visibility_timeout
+        (received,) = Queue(main).receive(visibility, wait=1)
+        holder = threading.Thread(target=first.handle, args=(received,))
+        holder.start()
+        wait_for(lambda: fake.waiting == 1, 10, "the first copy's SendEmail in SES's hands")
+        # Past the visibility timeout it was received with, and a little more: SQS's moment to hand it out again.
+        for redelivered in receive_until(main, visibility + 5):
+            second.handle(redelivered)
+        fake.release.set()
+        holder.join(60)
+    finally:
+        fake.release.set()
+        running.close()
+    assert sorted(fake.accepted) == every_copy_once([7], 2), "SES took each copy exactly once"
+    assert depth(main) == 0 and depth(dead) == 0, "delivered and deleted"
+
+
+def ses_client(url: str) -> Any:
+    return boto3.client("sesv2", endpoint_url=url, config=client_config(2), region_name="us-east-1", **_keys())
+
+
+def every_copy_once(outbox_ids: Any, recipients: int) -> list[tuple[str, str, str]]:
+    """(outbox_id tag, recipient_index tag, To) of every copy `row()` makes, once each."""
+    expected = []
+    for outbox_id in outbox_ids:
+        expected.append((str(outbox_id), "0", f"Ada Lovelace <user{outbox_id}@example.org>"))
+        expected += [
+            (str(outbox_id), str(i), f"Manager {i} <manager{outbox_id}-{i}@example.org>") for i in range(1, recipients)
+        ]
+    return sorted(expected)
+
+
+def receive_until(url: str, seconds: float) -> list[Received]:
+    """What SQS hands out within `seconds` (empty when the message stays hidden all along)."""
+    deadline = time.monotonic() + seconds
+    queue = Queue(url)
+    while time.monotonic() < deadline:
+        got = queue.receive(10, wait=1)
+        if got:
+            return got
+    return []
 
 
 def test_a_used_up_daily_quota_is_not_retried_and_holds_every_message(
@@ -245,7 +309,8 @@ def test_a_crash_between_ses_accept_and_sqs_delete_costs_at_most_one_counted_dup
     assert crashing.wait(60) == -signal.SIGKILL, "the worker died at the crash point"
     restarted, port = start_worker(moodle, main, ses_sender, aws_endpoint, None)
     try:
-        wait_for(lambda: depth(main) == 0, 60, "the redelivered message finished")
+        # The dead worker held the message for its SendEmail's whole timeout (33 s), not just 10 s.
+        wait_for(lambda: depth(main) == 0, 120, "the redelivered message finished")
         counted = wait_for(lambda: _scrape(port, "cdc_offload_deliver_copies_total"), 10, "metrics served")
         duplicates_counted = metric(port, "cdc_offload_deliver_possible_duplicates_total")
     finally:

@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import boto3
 import pytest
@@ -18,7 +19,7 @@ from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Job, OutboxRow, Position, UserRow
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import BREAKER_OPEN, DAILY_QUOTA
-from cdc_offload.sinks.ses import SesSink
+from cdc_offload.sinks.ses import OUTBOX_TAG, RECIPIENT_TAG, SesSink
 from tests.faults.invariant import report
 
 RATE = "Maximum sending rate exceeded."
@@ -31,19 +32,32 @@ class FakeSes(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, script: list[str], max_send_rate: float = 50.0) -> None:
+    def __init__(self, script: list[str], max_send_rate: float = 50.0, held: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script = script
         self.max_send_rate = max_send_rate
         self.sends = 0
+        # SES's own record of what it took: (outbox_id tag, recipient_index tag, To) per accepted send.
+        self.accepted: list[tuple[str, str, str]] = []
+        # The first `held` SendEmails get no answer until `release` is set (SES slow to answer).
+        self.held = held
+        self.waiting = 0
+        self.release = threading.Event()
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
 
-    def answer(self) -> str:
+    def answer(self) -> tuple[str, bool]:
+        """This request's answer, and whether it waits for `release` first."""
         with self.lock:
             kind = self.script[min(self.sends, len(self.script) - 1)]
             self.sends += 1
-            return kind
+            return kind, self.sends <= self.held
+
+    def accept(self, request: dict[str, Any]) -> None:
+        tags = {tag["Name"]: tag["Value"] for tag in request.get("EmailTags", [])}
+        to = request["Destination"]["ToAddresses"][0]
+        with self.lock:
+            self.accepted.append((tags.get(OUTBOX_TAG, "?"), tags.get(RECIPIENT_TAG, "?"), to))
 
     @property
     def url(self) -> str:
@@ -57,9 +71,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"SendQuota": {"MaxSendRate": self.server.max_send_rate, "Max24HourSend": 1000}})
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        kind = self.server.answer()
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        kind, held = self.server.answer()
+        if held:
+            with self.server.lock:
+                self.server.waiting += 1
+            self.server.release.wait(120)  # the test's deadline: never hang a run
         if kind == "ok":
+            self.server.accept(request)
             self._json(200, {"MessageId": f"fake-{next(self.server._ids)}"})
         else:
             # SES reports both limits as throttling; only the text tells the daily quota apart.
@@ -79,8 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def _fake(script: list[str], rate: float = 50.0) -> Iterator[FakeSes]:
-    server = FakeSes(script, rate)
+def _fake(script: list[str], rate: float = 50.0, held: int = 0) -> Iterator[FakeSes]:
+    server = FakeSes(script, rate, held)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server

@@ -9,7 +9,7 @@ from cdc_offload.deliver.events import BOUNCE_TYPES
 from cdc_offload.delivery_event import Outcome
 
 MESSAGE_OUTCOMES = ("deleted", "retry_later", "unreadable")
-COPY_RESULTS = ("accepted", "already_sent", "failed")
+COPY_RESULTS = ("accepted", "already_sent", "failed", "lease_lost")
 
 
 class DeliverMetrics:
@@ -27,7 +27,8 @@ class DeliverMetrics:
         self.copies = Counter(
             "cdc_offload_deliver_copies_total",
             "Copies (one recipient of a row): accepted by SES, already_sent (a redelivered message's copy "
-            "the ledger shows as accepted: not sent again), failed.",
+            "the ledger shows as accepted: not sent again), failed, lease_lost (not sent: the message could not be "
+            "kept hidden from other workers meanwhile).",
             ["result"],
             registry=r,
         )

@@ -4,6 +4,7 @@ queue's depth. The only module of `deliver/` that talks to SQS."""
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ class Received:
     body: str
     # How often SQS has handed this message out, this time included (>1: a redelivery).
     receive_count: int
+    # time.monotonic() when the ReceiveMessage call began: its visibility timeout runs from no earlier.
+    received_at: float
 
     def __repr__(self) -> str:
         return f"Received({self.message_id}, receive_count={self.receive_count})"
@@ -43,6 +46,7 @@ class Queue:
         self._client: SQSClient = client or boto3.client("sqs", config=config)
 
     def receive(self, visibility: int, wait: int = LONG_POLL_SECONDS, limit: int = MAX_MESSAGES) -> list[Received]:
+        asked_at = time.monotonic()
         response = self._client.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max(1, min(MAX_MESSAGES, limit)),
@@ -56,6 +60,7 @@ class Queue:
                 receipt=m["ReceiptHandle"],
                 body=m["Body"],
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                received_at=asked_at,
             )
             for m in response.get("Messages", [])
         ]
@@ -69,6 +74,17 @@ class Queue:
             self._client.change_message_visibility(
                 QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=min(MAX_VISIBILITY, seconds)
             )
+
+    def extend(self, message: Received, seconds: int) -> bool:
+        """Keep the message hidden `seconds` more; False when SQS could not be told (then it may be
+        handed out again when its current timeout ends)."""
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=min(MAX_VISIBILITY, seconds)
+            )
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            return False
+        return True
 
     def redrive_policy(self) -> tuple[str, int] | None:
         """(dead-letter queue ARN, max receives), or None when the queue has no redrive policy."""

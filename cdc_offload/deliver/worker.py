@@ -9,6 +9,9 @@ consumer serves both shapes). The message is deleted only once SES accepted ever
 - A copy SES accepted is recorded in the ledger before the next one is sent, so a redelivered
   message (a crash, a visibility timeout) skips it: a duplicate needs a crash between SES's
   accept and that write, and is counted.
+- No SendEmail starts unless the message stays hidden until that call has surely ended (its wait
+  for a token, its timeouts): throttling can slow one copy's tries past the visibility timeout, and
+  a second receive would send copies SES is still taking from the first (`lease.py`).
 - A message that cannot be finished goes back to the queue with a growing delay; after the redrive
   policy's receives it lands in the dead-letter queue (nothing is dropped here).
 """
@@ -25,6 +28,7 @@ import botocore.config
 import botocore.exceptions
 
 from cdc_offload import logs
+from cdc_offload.deliver.lease import Lease
 from cdc_offload.deliver.message import Copy, OutboxMessage, Unreadable, parse
 from cdc_offload.deliver.metrics import DeliverMetrics
 from cdc_offload.deliver.queue import Queue, Received
@@ -39,6 +43,13 @@ if TYPE_CHECKING:
 CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
 # A read timeout may hide an accept: not retried within the receive, left to redelivery (counted).
 UNANSWERED = "Unanswered"
+# The message could not be kept hidden for the next SendEmail: nothing sent, the message left alone.
+LEASE_LOST = "lease_lost"
+
+CONNECT_SECONDS = 3
+READ_SECONDS = 30
+# The longest one SendEmail can stay unanswered with `client_config` (one attempt, no retries).
+CALL_SECONDS = CONNECT_SECONDS + READ_SECONDS
 
 
 def client_config(concurrency: int) -> botocore.config.Config:
@@ -46,8 +57,8 @@ def client_config(concurrency: int) -> botocore.config.Config:
     # retries what is worth it; a read timeout is never repeated in place (SES may have accepted).
     return botocore.config.Config(
         retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=3,
-        read_timeout=30,
+        connect_timeout=CONNECT_SECONDS,
+        read_timeout=READ_SECONDS,
         max_pool_connections=concurrency,
         tcp_keepalive=True,
     )
@@ -119,22 +130,21 @@ class DeliveryWorker:
         if done is None:
             self._retry_later(received, message, "ledger_unavailable")
             return
-        extended_at = time.monotonic()
+        lease = Lease(self._queue, received, self._settings.consumer.visibility_timeout)
         for copy in message.copies:
             if done.get(copy.index):
                 self._metrics.copies.labels("already_sent").inc()
                 continue
-            if time.monotonic() - extended_at > self._settings.consumer.visibility_timeout / 3:
-                # A long row at a slow pace: keep it hidden from the other workers while we send.
-                self._queue.retry_later(received, self._settings.consumer.visibility_timeout)
-                extended_at = time.monotonic()
             in_doubt = copy.index in done  # an earlier attempt stopped while SES had it
             self._mark(message, copy)
-            sent = self._send_copy(message, copy)
+            sent = self._send_copy(message, copy, lease)
             if sent.message_id is None:
-                self._metrics.copies.labels("failed").inc()
                 if sent.error_code != UNANSWERED:
                     self._clear(message, copy)
+                if sent.error_code == LEASE_LOST:
+                    self._lease_lost(received, message, copy)
+                    return
+                self._metrics.copies.labels("failed").inc()
                 self._retry_later(received, message, sent.error_code or "failed", index=copy.index)
                 return
             self._metrics.copies.labels("accepted").inc()
@@ -181,6 +191,19 @@ class DeliveryWorker:
                 "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
             )
 
+    def _lease_lost(self, received: Received, message: OutboxMessage, copy: Copy) -> None:
+        # Not ours any more: SQS may have handed it to another worker, whose copies these now are.
+        # Its visibility is left alone (our receipt may no longer name the current delivery).
+        self._metrics.copies.labels(LEASE_LOST).inc()
+        logs.warning(
+            "outbox_row_visibility_lost",
+            outbox_id=message.outbox_id,
+            index=copy.index,
+            receive_count=received.receive_count,
+            problem="the message could not be kept hidden while its copy was sent, so it was not sent here",
+            fix="check that SQS is reachable and the role may sqs:ChangeMessageVisibility; SQS redelivers it",
+        )
+
     def _retry_later(self, received: Received, message: OutboxMessage, code: str, index: int | None = None) -> None:
         delay = self._settings.consumer.backoff(received.receive_count)
         if code == DAILY_QUOTA:
@@ -197,12 +220,18 @@ class DeliveryWorker:
         )
 
     # -- one copy -----------------------------------------------------------------------------
-    def _send_copy(self, message: OutboxMessage, copy: Copy) -> Sent:
+    def _send_copy(self, message: OutboxMessage, copy: Copy, lease: Lease) -> Sent:
         request = ses_request(
             message.parts(copy, self._settings.sender), message.outbox_id, copy.index, self._settings.configuration_set
         )
         for attempt in range(1, self._settings.send_attempts + 1):
-            self._limiter.wait()
+            # Throttling can slow the pace so far that one copy's tries outlast the visibility
+            # timeout: the message must stay hidden until this call has surely ended, or a second
+            # receive sends the copy again while SES still holds this one.
+            pause = self._limiter.reserve()
+            if not lease.hold_for(pause + CALL_SECONDS):
+                return Sent(None, LEASE_LOST)
+            time.sleep(pause)  # pacing to the account's send rate, not waiting on a race
             try:
                 response = self._ses.send_email(**request)
             except botocore.exceptions.ClientError as error:

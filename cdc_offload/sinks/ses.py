@@ -62,15 +62,20 @@ class RateLimiter:
             else:
                 self._interval = 1.0 / self.rate
 
-    def wait(self) -> None:
+    def reserve(self) -> float:
+        """Take the next send slot: the seconds to wait before using it (0: now)."""
         if not self._interval:
-            return
+            return 0.0
         with self._lock:
             now = time.monotonic()
             slot = max(self._next, now)
             self._next = slot + self._interval
-        if slot > now:
-            time.sleep(slot - now)  # pacing to the account's send rate, not waiting on a race
+        return slot - now
+
+    def wait(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            time.sleep(delay)  # pacing to the account's send rate, not waiting on a race
 
 
 # The pace when the account's own cannot be read: the lowest send rate SES gives an account out of

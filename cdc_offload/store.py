@@ -391,10 +391,15 @@ class Store:
                     ]
                     self._record(cursor, claimed)
                     self._commit()
+                except BaseException:
+                    # Never half a claim: rows marked ours without their `claimed` ledger rows would be
+                    # hidden from Moodle and unknown to us. Undone before the task's lock is let go.
+                    self._rollback_quietly()
+                    raise
                 finally:
-                    if task_lock is not None:
+                    if task_lock is not None and self._connection is not None:
                         cursor.execute("SELECT RELEASE_LOCK(%s)", (task_lock,))
-                        self._commit()
+                        self._connection.commit()
                 return Claimed(mark, frozenset(present), time.perf_counter() - held_from)
         except LeadershipLost:
             self._rollback_quietly()

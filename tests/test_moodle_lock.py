@@ -63,3 +63,39 @@ def test_while_the_tasks_lock_is_held_the_sidecar_waits_instead_of_claiming(
     assert {recorded[i]["status"] for i in ids} == {"offloaded"}
     cron.close()
     admin.close()
+
+
+def test_a_claim_that_fails_half_way_leaves_every_row_to_moodle_and_the_lock_free(
+    moodle: MoodleDatabase, sqs_sink: SinkSettings
+) -> None:
+    """The claim's ledger write fails (a real error from the server: the table is gone) after its
+    outbox UPDATE: nothing of the claim may stay, or the rows would be hidden from Moodle and unknown
+    to us; and IOMAD's task must not be locked out."""
+    from cdc_offload.model import Position, Reason, Resolution, Status
+    from cdc_offload.store import Store, StoreError
+    from tests.support import init_state
+
+    settings = moodle.settings(sqs_sink)
+    init_state(settings)
+    admin = moodle.admin()
+    rows = [create_user_iomad(admin, user) for user in make_users(3, start=71_000)]
+    store = Store(settings)
+    store.connect()
+    assert store.try_acquire_lock()
+    schema = settings.state_schema
+    with admin.cursor() as cursor:
+        cursor.execute(f"RENAME TABLE `{schema}`.ledger TO `{schema}`.ledger_away")
+    claims = [
+        Resolution(outbox_id, userid, Status.CLAIMED, Reason.NONE, Position("binlog.000001", 4), 0)
+        for userid, outbox_id in rows
+    ]
+    with pytest.raises(StoreError):
+        store.claim(claims, settings.moodle_task_lock, 1.0)
+    with admin.cursor() as cursor:
+        cursor.execute(f"RENAME TABLE `{schema}`.ledger_away TO `{schema}`.ledger")
+        cursor.execute("SELECT IS_FREE_LOCK(%s)", (settings.moodle_task_lock,))
+        assert cursor.fetchone()[0] == 1, "IOMAD's task can take its lock"
+    outbox = outbox_rows(moodle)
+    assert all(outbox[outbox_id] is None for _, outbox_id in rows), "every row still unsent, for Moodle"
+    store.close()
+    admin.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.policy
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.headerregistry import Address
 from email.utils import parseaddr
 
@@ -131,13 +131,16 @@ def sender_mailbox(sender: Sender, default_sender: str) -> str:
     return mailbox(sender.address, sender.name)
 
 
-def email_parts(job: Job, to: Recipient, default_sender: str) -> EmailParts:
+def email_copies(job: Job, default_sender: str) -> list[tuple[Recipient, EmailParts]]:
+    """Every copy of the row, in IOMAD's order: the parts are the same for all but `To`, so they
+    (the text alternative above all) are made once."""
     sent_as = envelope(job)
-    return EmailParts(
-        to=mailbox(to.address, to.name),
+    shared = EmailParts(
+        to="",
         subject=subject_line(job.outbox.subject),
         html_body=job.outbox.body,
         text_body=plain_text(job.outbox.body),
         sender=sender_mailbox(sent_as.sender, default_sender),
         reply_to=sent_as.sender.reply_to,
     )
+    return [(to, replace(shared, to=mailbox(to.address, to.name))) for to in sent_as.recipients]

@@ -12,11 +12,11 @@ import botocore.config
 import botocore.exceptions
 
 from cdc_offload import logs
-from cdc_offload.model import Delivery, Job, RecipientOutcome, RecipientStatus
+from cdc_offload.model import Delivery, Job, Recipient, RecipientOutcome, RecipientStatus
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks import DAILY_QUOTA, TOO_LARGE, UNREACHABLE
 from cdc_offload.sinks.aws import BoundedCalls, attempt_deadline, client_config, guard_deadlines, make_client
-from cdc_offload.sinks.message import EmailParts, email_parts, envelope
+from cdc_offload.sinks.message import EmailParts, email_copies
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
@@ -107,6 +107,9 @@ def account_send_rate(client: SESV2Client) -> tuple[float, bool]:
     return fallback, False
 
 
+# One outbox row as the sink sends it: its id and every copy (recipient, parts).
+_Row = tuple[int, list[tuple[Recipient, EmailParts]]]
+
 # SES message tags on every copy: the `events` consumer finds the exact ledger recipient row by
 # them (tag values allow only [A-Za-z0-9_.-], which ids are).
 OUTBOX_TAG = "outbox_id"
@@ -169,34 +172,36 @@ class SesSink:
 
     def deliver(self, jobs: Sequence[Job]) -> list[Delivery]:
         refused: list[Delivery] = []
-        sendable: list[Job] = []
+        sendable: list[_Row] = []
         for job in jobs:
-            if email_parts(job, envelope(job).recipients[0], self._sender).size > MAX_BYTES:
+            copies = email_copies(job, self._sender)
+            if copies[0][1].size > MAX_BYTES:
                 refused.append(Delivery(job.outbox.id, accepted=False, error_code=TOO_LARGE))
             else:
-                sendable.append(job)
-        return refused + self._calls.run(sendable, self._send, lambda job: [job.outbox.id])
+                sendable.append((job.outbox.id, copies))
+        return refused + self._calls.run(sendable, self._send, lambda row: [row[0]])
 
-    def _send(self, job: Job) -> list[Delivery]:
+    def _send(self, row: _Row) -> list[Delivery]:
         """Every copy of the row, one SendEmail each, in IOMAD's order. The user's copy decides the
         row: refused, nothing else is sent and Moodle sends them all. A later copy refused ends the
         row's sending, as IOMAD's task does (its remaining copies are `not_sent`, counted)."""
+        outbox_id, copies = row
         outcomes: list[RecipientOutcome] = []
         stopped: str | None = None
-        for to in envelope(job).recipients:
+        for to, parts in copies:
             if stopped is not None:
                 outcomes.append(RecipientOutcome(to, RecipientStatus.NOT_SENT, error_code=stopped))
                 continue
-            request = ses_request(email_parts(job, to, self._sender), job.outbox.id, to.index, self._configuration_set)
+            request = ses_request(parts, outbox_id, to.index, self._configuration_set)
             message_id, code = self._send_one(request)
             if code is None:
                 outcomes.append(RecipientOutcome(to, RecipientStatus.ACCEPTED, message_id=message_id))
                 continue
             if not outcomes:
-                return [Delivery(job.outbox.id, accepted=False, error_code=code)]
+                return [Delivery(outbox_id, accepted=False, error_code=code)]
             outcomes.append(RecipientOutcome(to, RecipientStatus.FAILED, error_code=code))
             stopped = code
-        return [Delivery(job.outbox.id, accepted=True, message_id=outcomes[0].message_id, recipients=tuple(outcomes))]
+        return [Delivery(outbox_id, accepted=True, message_id=outcomes[0].message_id, recipients=tuple(outcomes))]
 
     def _send_one(self, request: dict[str, Any]) -> tuple[str | None, str | None]:
         """(message id, None) when SES accepted it, else (None, error code); retries what is worth

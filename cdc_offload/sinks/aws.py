@@ -36,15 +36,17 @@ def client_config(settings: SinkSettings) -> botocore.config.Config:
         # refused one is left to Moodle). Checking each against the service model here cost ~0.4 ms
         # of CPU a SendMessageBatch call (of ~2.9), on the process that also reads and commits.
         parameter_validation=False,
-        region_name=region_name(settings.queue_url if settings.kind == "sqs" else None),
     )
 
 
-def make_client(service: str, config: botocore.config.Config) -> Any:
-    """A boto3 client; a set-up it refuses (no region, a bad endpoint URL, an unknown profile) is
-    one sentence naming the fix, not a traceback."""
+def make_client(service: str, config: botocore.config.Config, queue_url: str | None = None) -> Any:
+    """A boto3 client in the region the queue URL names, else the environment's (`region.py`); a
+    set-up it refuses (no region, a bad endpoint URL, an unknown profile) is one sentence naming the
+    fix, not a traceback. (Resolved here, where the client is made: a caller that makes its own
+    client with its own region needs none from the environment.)"""
+    region = region_name(queue_url)
     try:
-        return boto3.client(service, config=config)  # type: ignore[call-overload]
+        return boto3.client(service, config=config, region_name=region)  # type: ignore[call-overload]
     except botocore.exceptions.BotoCoreError as error:
         raise StartupError(
             f"the AWS {service} client cannot be set up ({error}): check AWS_REGION, AWS_ENDPOINT_URL and AWS_PROFILE"

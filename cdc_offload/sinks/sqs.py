@@ -26,7 +26,7 @@ class SqsSink:
         assert settings.queue_url is not None
         self._queue_url = settings.queue_url
         self._fifo = settings.queue_url.endswith(".fifo")
-        self._client: SQSClient = client or make_client("sqs", client_config(settings))
+        self._client: SQSClient = client or make_client("sqs", client_config(settings), settings.queue_url)
         guard_deadlines(self._client)
         self._calls = BoundedCalls(settings.concurrency, settings.deadline)
         # Ten entries a call, `concurrency` calls at once, several waves fit in a deadline.

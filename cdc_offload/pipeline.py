@@ -553,8 +553,16 @@ class Session:
         """Who receives each row, then the claim: the rows AWS gets, the mark each carries in the
         outbox, and the rows settled on the way (left to Moodle, raced, claims that cannot resume)."""
         settled: list[Resolution] = []
+        # A claim a restart found is sent again only where the FIFO queue would drop a second copy;
+        # the others go back to Moodle, so only the former need their recipients looked up.
+        resendable = [
+            (job, entry.claim_mark)
+            for job, entry in resumed
+            if self._fifo and entry.claim_mark is not None and entry.age_seconds < FIFO_DEDUP_SECONDS
+        ]
+        looked_up = [*fresh, *(job for job, _ in resendable)]
         try:
-            answers = self._recipients.resolve([*fresh, *(job for job, _ in resumed)]) if fresh or resumed else {}
+            answers = self._recipients.resolve(looked_up) if looked_up else {}
         except ReplicaUnreachable as error:
             # Like a cut binlog link: nothing is claimed, the rows stay ready (holding the
             # checkpoint), the loop drains what AWS has and the session is rebuilt.
@@ -574,18 +582,18 @@ class Session:
                 settled.extend(self._defer(job))
         to_send: list[Job] = []
         marks: dict[int, int] = {}
-        for job, entry in resumed:
+        for job, mark in resendable:
             answer = answers.get(job.outbox.id)
-            resendable = self._fifo and entry.claim_mark is not None and entry.age_seconds < FIFO_DEDUP_SECONDS
-            if resendable and isinstance(answer, Envelope) and entry.claim_mark is not None:
+            if isinstance(answer, Envelope):
                 # The FIFO queue drops it if the first send got through: at most once either way.
                 to_send.append(replace(job, envelope=answer))
-                marks[job.outbox.id] = entry.claim_mark
-                continue
-            # AWS may or may not have it: Moodle sends it (the one duplicate kind left, counted).
-            settled.append(
-                replace(self._left_to_moodle(job, Status.UNCERTAIN, Reason.NO_ANSWER), claim_mark=entry.claim_mark)
-            )
+                marks[job.outbox.id] = mark
+        for job, entry in resumed:
+            if job.outbox.id not in marks:
+                # AWS may or may not have it: Moodle sends it (the one duplicate kind left, counted).
+                settled.append(
+                    replace(self._left_to_moodle(job, Status.UNCERTAIN, Reason.NO_ANSWER), claim_mark=entry.claim_mark)
+                )
         if addressed:
             claimed = self._claim(addressed)
             if claimed is None:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Delivery, Job
@@ -20,6 +21,31 @@ _OUTAGE_CODES = frozenset(
     {DEADLINE, NO_ANSWER, NOT_ATTEMPTED, UNREACHABLE, DAILY_QUOTA}
     | {"InternalError", "InternalFailure", "ServiceUnavailable"}
 )
+
+
+class RoundSender(Protocol):
+    """What the loop hands its rounds to: AWS behind the breaker, or a dry run's stand-in."""
+
+    sink_name: str
+
+    @property
+    def round_limit(self) -> int: ...
+
+    def submit(self, jobs: Sequence[Job]) -> Future[list[Delivery]]: ...
+
+
+class WouldSend:
+    """A dry run's stand-in for AWS: every row accepted, nothing called."""
+
+    round_limit = 500
+
+    def __init__(self, sink_name: str) -> None:
+        self.sink_name = sink_name
+
+    def submit(self, jobs: Sequence[Job]) -> Future[list[Delivery]]:
+        answered: Future[list[Delivery]] = Future()
+        answered.set_result([Delivery(job.outbox.id, accepted=True) for job in jobs])
+        return answered
 
 
 class CircuitBreaker:

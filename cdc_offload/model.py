@@ -317,3 +317,22 @@ class Resolution:
     recipients: tuple[RecipientOutcome, ...] = ()
     # The `sent` value our claim wrote (claim-first): the guard of the final delete or restore.
     claim_mark: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One ledger row's word on an outbox row."""
+
+    status: str
+    claim_mark: int | None
+    age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim took: the `sent` mark it wrote, the rows it marked, and how long it held
+    the email task's lock (IOMAD's task waits that long at most)."""
+
+    mark: int
+    outbox_ids: frozenset[int]
+    held_seconds: float

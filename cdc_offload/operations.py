@@ -10,13 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdc_offload import tls
+from cdc_offload.clock import SYSTEM_CLOCK
+from cdc_offload.dispatch import WouldSend
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Position
-from cdc_offload.pipeline import RunOptions, Session, Tally
+from cdc_offload.outcomes import Tally
 from cdc_offload.recipients.lookup import RecipientLookup
+from cdc_offload.replaying import DryRun, KeepLivePosition
 from cdc_offload.runtime import make_dispatcher
 from cdc_offload.server import connection_kwargs
+from cdc_offload.session import LoopParts, RunMode, Session
 from cdc_offload.settings import Settings
 from cdc_offload.source import open_source
 from cdc_offload.store import Store
@@ -106,24 +110,20 @@ def replay(
     metrics = metrics or Metrics()
     dispatcher = make_dispatcher(settings, metrics)
     tally = Tally()
-    options = RunOptions(
-        write_checkpoint=False, dry_run=dry_run, ignore_age=ignore_age, stop_at_end=True, on_progress=on_progress
-    )
+    mode = RunMode(ignore_age=ignore_age, stop_at_end=True, on_progress=on_progress)
     start = Checkpoint(span.start)
     recipients = RecipientLookup(settings)
+    parts = LoopParts(
+        DryRun(store) if dry_run else KeepLivePosition(store),
+        WouldSend(dispatcher.sink_name) if dry_run else dispatcher,
+        recipients,
+        metrics,
+        Health(stall_after=3600),
+        SYSTEM_CLOCK,
+        tally,
+    )
     try:
-        session = Session(
-            settings,
-            store,
-            dispatcher,
-            metrics,
-            Health(stall_after=3600),
-            open_source(settings, start, blocking=False, end=span.end),
-            start,
-            options,
-            tally,
-            recipients=recipients,
-        )
+        session = Session(settings, parts, open_source(settings, start, blocking=False, end=span.end), start, mode)
         session.run(threading.Event())
     finally:
         dispatcher.close()

@@ -5,21 +5,24 @@ from __future__ import annotations
 import errno
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from cdc_offload import logs, reader_process
+from cdc_offload.clock import SYSTEM_CLOCK, Clock
 from cdc_offload.delivery_ledger import recipients_of
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.errors import FailClosed, ShutdownIncomplete, StartupError
+from cdc_offload.handover import Source
 from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint
-from cdc_offload.pipeline import Pipeline, RunOptions, Source
+from cdc_offload.outcomes import Tally
+from cdc_offload.pipeline import Pipeline, Sources
 from cdc_offload.recipients.lookup import RecipientLookup
 from cdc_offload.server import current_end
+from cdc_offload.session import LoopParts, RunMode
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
 from cdc_offload.source import open_source
@@ -77,25 +80,16 @@ class Runtime:
 
 def build(
     settings: Settings,
-    options: RunOptions | None = None,
+    mode: RunMode | None = None,
     metrics: Metrics | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Runtime:
     metrics = metrics or Metrics()
     health = Health(stall_after=max(5.0, settings.read_timeout + 2 * settings.heartbeat))
     dispatcher = make_dispatcher(settings, metrics)
-    pipeline = Pipeline(
-        settings,
-        Store(settings),
-        dispatcher,
-        metrics,
-        health,
-        source_factory,
-        lambda: current_end(settings.source),
-        options,
-        clock,
-        recipients=RecipientLookup(settings),
-    )
+    store = Store(settings)
+    parts = LoopParts(store, dispatcher, RecipientLookup(settings), metrics, health, clock, Tally())
+    pipeline = Pipeline(settings, store, parts, Sources(source_factory, lambda: current_end(settings.source)), mode)
     server = None
     if settings.metrics_port is not None:
         server = OperatorServer(

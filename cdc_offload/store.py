@@ -19,7 +19,7 @@ import pymysql
 import pymysql.cursors
 
 from cdc_offload import tls
-from cdc_offload.model import Checkpoint, Position, Reason, Resolution, Status
+from cdc_offload.model import Checkpoint, Claimed, Position, Reason, Recorded, Resolution, Status
 from cdc_offload.settings import Dsn, Settings
 
 
@@ -608,25 +608,6 @@ class Store:
             self._rollback_quietly()
             self.close()
             raise StoreError(f"cannot record duplicates: {_mysql_code(error)}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """One ledger row's word on an outbox row."""
-
-    status: str
-    claim_mark: int | None
-    age_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """What one claim took: the `sent` mark it wrote, the rows it marked, and how long it held
-    the email task's lock (IOMAD's task waits that long at most)."""
-
-    mark: int
-    outbox_ids: frozenset[int]
-    held_seconds: float
 
 
 def address_hash(address: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cdc_offload.clock import OffsetClock
 from cdc_offload.demo.moodle import NewUser, create_user_iomad, make_users
 from cdc_offload.demo.stack import MoodleDatabase, moodle_database
 from cdc_offload.sandbox import MariaDBSandbox
@@ -64,7 +65,7 @@ def test_this_hosts_clock_off_against_the_database(
 ) -> None:
     running = Sidecar(
         moodle.settings(SinkSettings(queue_url=sqs_queue, deadline=20.0), **FAST),
-        clock=lambda: time.time() + offset,
+        clock=OffsetClock(offset),
     ).start()
     admin = moodle.admin()
     candidates: list[int] = []

@@ -34,13 +34,13 @@ from cdc_offload.deliver.metrics import DeliverMetrics
 from cdc_offload.deliver.queue import Queue, Received
 from cdc_offload.deliver.settings import DeliverSettings
 from cdc_offload.delivery_ledger import DeliveryLedger
+from cdc_offload.faults import crash_point
 from cdc_offload.sinks import DAILY_QUOTA, UNREACHABLE
 from cdc_offload.sinks.ses import THROTTLING_CODES, RateLimiter, account_send_rate, is_daily_quota, ses_request
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
 
-CRASH_ENV = "CDC_OFFLOAD_CRASH_AT"
 # A read timeout may hide an accept: not retried within the receive, left to redelivery (counted).
 UNANSWERED = "Unanswered"
 # The message could not be kept hidden for the next SendEmail: nothing sent, the message left alone.
@@ -62,15 +62,6 @@ def client_config(concurrency: int) -> botocore.config.Config:
         max_pool_connections=concurrency,
         tcp_keepalive=True,
     )
-
-
-def crash_point(name: str) -> None:
-    """Fault-injection hook of the tests: die here like a power cut when CDC_OFFLOAD_CRASH_AT says so."""
-    import os
-    import signal
-
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from typing import Any
 
 import boto3
 
+from cdc_offload.clock import SYSTEM_CLOCK, Clock
 from cdc_offload.demo.stack import MoodleDatabase
-from cdc_offload.pipeline import RunOptions
 from cdc_offload.runtime import Runtime, build
+from cdc_offload.session import RunMode
 from cdc_offload.settings import Settings
 from cdc_offload.store import Store
 
@@ -41,13 +42,13 @@ class Sidecar:
     """The real runtime (pipeline, store, sink, HTTP) in a thread of the test process."""
 
     settings: Settings
-    options: RunOptions | None = None
+    options: RunMode | None = None
     runtime: Runtime = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     error: BaseException | None = None
     # This host's clock as the sidecar sees it (a test moves it against the database's).
-    clock: Callable[[], float] = time.time
+    clock: Clock = SYSTEM_CLOCK
 
     def start(self) -> Sidecar:
         init_state(self.settings)

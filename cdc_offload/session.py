@@ -26,7 +26,7 @@ from cdc_offload.handover import ROUND_ANSWERED, Handover, Reader, ReaderEnded, 
 from cdc_offload.health import Health
 from cdc_offload.intake import Intake
 from cdc_offload.metrics import Metrics
-from cdc_offload.model import Checkpoint, Claimed, Position, Recorded, Resolution
+from cdc_offload.model import Checkpoint, Claimed, Position, Recorded, Resolution, SourceItem
 from cdc_offload.outcomes import Tally, report_committed
 from cdc_offload.policy import SendRules, triage
 from cdc_offload.rounds import Round, RoundsInFlight
@@ -108,6 +108,8 @@ class Session:
         self._round_size = max(1, min(settings.max_batch, parts.dispatcher.round_limit))
         self._sink = parts.dispatcher.sink_name
         self._send_rules = SendRules(settings.templates, settings.clock_skew)
+        # Since when jobs have been ready (monotonic): how long they were held for a fuller round.
+        self._ready_since = parts.clock.monotonic()
 
     def _waiting_for_partner(self) -> Iterable[Checkpoint]:
         return self._intake.holds()
@@ -123,7 +125,7 @@ class Session:
         self._reader.start()
         try:
             ended = self._loop(stop)
-            self._drain(stop)
+            self.drain()
         except StoreError as error:
             raise CommitFailed(error, self._in_flight.abandon(self._sink)) from None
         finally:
@@ -133,32 +135,43 @@ class Session:
 
     # -- the loop, step by step ---------------------------------------------------------------
     def _loop(self, stop: threading.Event) -> ReaderEnded | None:
-        ready_since = self._clock.monotonic()
         while True:
             self._parts.health.loop_ticked()
-            ended = self._take_handovers()
+            # Short waits while jobs are held for a fuller round (see `_should_flush`).
+            ended = self._take_handovers(0.01 if self._staging.ready_count else 0.2)
             if stop.is_set():
                 return ended
-            self._intake.remarked = self._claimer.note_duplicates(self._intake.remarked)
-            self._commit_answered_rounds()
-            self._staging.retry_deferred()
-            if not self._staging.ready_count:
-                ready_since = self._clock.monotonic()
-            if self._should_flush(self._clock.monotonic() - ready_since):
-                self._dispatch_ready()
-            elif self._tracker.seconds_since_commit() >= self._settings.checkpoint_interval:
-                self._commit_checkpoint()
-            self._intake.observe(self._clock.wall())
+            self.tick()
             if self._claimer.replica_lost is not None:
                 return ReaderEnded(self._claimer.replica_lost)
             if ended is not None:
                 return ended
 
-    def _take_handovers(self) -> ReaderEnded | None:
-        """What the reader handed over since the last step (a short wait while jobs are held for
-        a fuller round, see `_should_flush`)."""
+    def step(self, items: list[SourceItem]) -> None:
+        """One turn of the loop with `items` handed over as the reader thread hands them: how a
+        test drives the real loop without a reader thread."""
+        if items:
+            self._queue.put(items)
+        self._take_handovers(0.0)
+        self.tick()
+
+    def tick(self) -> None:
+        """Everything a turn does after taking what the reader handed over."""
+        self._intake.remarked = self._claimer.note_duplicates(self._intake.remarked)
+        self._commit_answered_rounds()
+        self._staging.retry_deferred()
+        if not self._staging.ready_count:
+            self._ready_since = self._clock.monotonic()
+        if self._should_flush(self._clock.monotonic() - self._ready_since):
+            self._dispatch_ready()
+        elif self._tracker.seconds_since_commit() >= self._settings.checkpoint_interval:
+            self._commit_checkpoint()
+        self._intake.observe(self._clock.wall())
+
+    def _take_handovers(self, wait: float) -> ReaderEnded | None:
+        """What the reader handed over since the last turn, waiting up to `wait` for the first."""
         try:
-            got: Handover | None = self._queue.get(timeout=0.01 if self._staging.ready_count else 0.2)
+            got: Handover | None = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
         except queue.Empty:
             return None
         while got is not None:
@@ -174,7 +187,7 @@ class Session:
                 got = None
         return None
 
-    def _drain(self, stop: threading.Event) -> None:
+    def drain(self) -> None:
         """What is paired is sent and recorded; what still waits for its partner is re-read after
         a restart (the checkpoint stays before it), except at the end of a replayed stretch."""
         if self._mode.stop_at_end:

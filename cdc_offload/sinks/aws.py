@@ -107,21 +107,21 @@ def guard_deadlines(client: Any) -> None:
         events.register("needs-retry", _note_unsent)
 
 
+# What went wrong, by exception type, in the order checked (a subclass before its base).
+_ERROR_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (NeverStarted, NOT_ATTEMPTED),
+    (AttemptAfterDeadline, DEADLINE),
+    # A read timeout is an HTTPClientError too, but the request went out: AWS may have it.
+    (botocore.exceptions.ReadTimeoutError, NO_ANSWER),
+    ((botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError), UNREACHABLE),
+)
+
+
 def error_code(error: Exception) -> str:
     """A short, content-free name for what went wrong (AWS's own code where there is one)."""
-    if isinstance(error, NeverStarted):
-        return NOT_ATTEMPTED
-    if isinstance(error, AttemptAfterDeadline):
-        return DEADLINE
     if isinstance(error, botocore.exceptions.ClientError):
         return str(error.response.get("Error", {}).get("Code") or "ClientError")
-    if isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
-        return UNREACHABLE
-    if isinstance(error, botocore.exceptions.ReadTimeoutError):
-        return NO_ANSWER
-    if isinstance(error, botocore.exceptions.ConnectTimeoutError):
-        return UNREACHABLE
-    return type(error).__name__
+    return next((code for kinds, code in _ERROR_CODES if isinstance(error, kinds)), type(error).__name__)
 
 
 class BoundedCalls:

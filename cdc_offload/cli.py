@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
@@ -25,6 +26,10 @@ from cdc_offload.settings import (
     read_secret_file,
     tls_settings,
 )
+
+if TYPE_CHECKING:
+    from cdc_offload.model import Position
+    from cdc_offload.operations import ReplayRange
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -611,6 +616,7 @@ def replay(**params: Any) -> None:
     from cdc_offload.model import Position
     from cdc_offload.operations import OperationRefused, plan_replay
     from cdc_offload.operations import replay as run_replay
+    from cdc_offload.session import RunMode
 
     settings = build_settings(params)
     try:
@@ -620,39 +626,44 @@ def replay(**params: Any) -> None:
         raise click.BadParameter(str(error), param_hint="'--from/--to'") from None
     try:
         span, sizes = plan_replay(settings, start, end)
-        if sys.stdout.isatty():
-            with click.progressbar(length=span.total_bytes, label="replaying", show_pos=True) as bar:
-                last = [0]
-
-                def advance(at: Position) -> None:
-                    done = span.done_bytes(at, sizes)
-                    bar.update(done - last[0])
-                    last[0] = done
-
-                tally = run_replay(
-                    settings, span, dry_run=params["dry_run"], ignore_age=params["ignore_age"], on_progress=advance
-                )
-        else:
-            reported = [-1]
-
-            def report(at: Position) -> None:
-                percent = 100 * span.done_bytes(at, sizes) // max(1, span.total_bytes)
-                if percent >= reported[0] + 10:
-                    reported[0] = percent
-                    click.echo(f"replaying: {percent}% ({at})")
-
-            tally = run_replay(
-                settings, span, dry_run=params["dry_run"], ignore_age=params["ignore_age"], on_progress=report
-            )
+        with contextlib.ExitStack() as stack:
+            on_progress = _replay_progress(stack, span, sizes)
+            mode = RunMode(ignore_age=params["ignore_age"], stop_at_end=True, on_progress=on_progress)
+            tally = run_replay(settings, span, mode, dry_run=params["dry_run"])
     except OperationRefused as error:
         raise click.ClickException(str(error)) from None
-    mode = "would be" if params["dry_run"] else "were"
+    verb = "would be" if params["dry_run"] else "were"
     click.echo(
         f"replayed {span.start} .. {span.end}{' (dry run: nothing sent, nothing written)' if params['dry_run'] else ''}"
     )
     click.echo(f"already done (in the ledger): {tally.already_done}")
     for (status, reason), count in sorted(tally.outcomes.items()):
-        click.echo(f"{count:>7}  {mode} {status} ({reason})")
+        click.echo(f"{count:>7}  {verb} {status} ({reason})")
+
+
+def _replay_progress(
+    stack: contextlib.ExitStack[bool | None], span: ReplayRange, sizes: dict[str, int]
+) -> Callable[[Position], None]:
+    """A progress bar on a terminal; a line every 10% otherwise (a log, a pipe)."""
+    if sys.stdout.isatty():
+        bar = stack.enter_context(click.progressbar(length=span.total_bytes, label="replaying", show_pos=True))
+        shown = [0]
+
+        def advance(at: Position) -> None:
+            done = span.done_bytes(at, sizes)
+            bar.update(done - shown[0])
+            shown[0] = done
+
+        return advance
+    reported = [-1]
+
+    def report(at: Position) -> None:
+        percent = 100 * span.done_bytes(at, sizes) // max(1, span.total_bytes)
+        if percent >= reported[0] + 10:
+            reported[0] = percent
+            click.echo(f"replaying: {percent}% ({at})")
+
+    return report
 
 
 # -- the cloud side: `deliver` (SQS → SES) and `events` (SES's notifications → the ledger) --------

@@ -53,6 +53,28 @@ class RecipientEntry:
     delivery_at: str | None
 
 
+@dataclass(frozen=True)
+class LedgerCopy:
+    """The copy of an outbox row a ledger row is about: one recipient, kept as a hash and a mask."""
+
+    outbox_id: int
+    index: int
+    kind: str
+    user_id: int | None
+    address: str
+
+    def identity(self) -> tuple[int, int, str, int | None, str, str]:
+        """The row's key and recipient columns, the address never stored as written."""
+        return (
+            self.outbox_id,
+            self.index,
+            self.kind,
+            self.user_id,
+            address_hash(self.address),
+            masked_address(self.address),
+        )
+
+
 class DeliveryLedger:
     """Short statements on the writer account, one autocommit connection per thread."""
 
@@ -95,7 +117,7 @@ class DeliveryLedger:
         )
         return {int(index): None if message_id is None else str(message_id) for index, message_id in rows}
 
-    def mark_sending(self, outbox_id: int, index: int, kind: str, user_id: int | None, address: str) -> None:
+    def mark_sending(self, copy: LedgerCopy) -> None:
         """Written before the SendEmail: a crash before its answer is recorded leaves this mark,
         so the retry knows the copy it sends again may be a duplicate (and counts it)."""
         self._run(
@@ -103,7 +125,7 @@ class DeliveryLedger:
             "address_masked, status, delivery, updated_at) "
             f"VALUES (%s, %s, %s, %s, %s, %s, 'accepted', '{SENDING}', UTC_TIMESTAMP(6)) "
             f"ON DUPLICATE KEY UPDATE delivery = COALESCE(delivery, '{SENDING}'), updated_at = VALUES(updated_at)",
-            (outbox_id, index, kind, user_id, address_hash(address), masked_address(address)),
+            copy.identity(),
         )
 
     def clear_sending(self, outbox_id: int, index: int) -> None:
@@ -114,16 +136,14 @@ class DeliveryLedger:
             (outbox_id, index),
         )
 
-    def record_sent(
-        self, outbox_id: int, index: int, kind: str, user_id: int | None, address: str, ses_message_id: str
-    ) -> None:
+    def record_sent(self, copy: LedgerCopy, ses_message_id: str) -> None:
         self._run(
             f"INSERT INTO {self._table} (outbox_id, recipient_index, kind, recipient_user_id, address_hash, "
             "address_masked, status, ses_message_id, updated_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, 'accepted', %s, UTC_TIMESTAMP(6)) "
             "ON DUPLICATE KEY UPDATE ses_message_id = VALUES(ses_message_id), "
             f"delivery = NULLIF(delivery, '{SENDING}'), updated_at = VALUES(updated_at)",
-            (outbox_id, index, kind, user_id, address_hash(address), masked_address(address), ses_message_id),
+            (*copy.identity(), ses_message_id),
         )
 
     def record_event(self, event: DeliveryEvent) -> bool:

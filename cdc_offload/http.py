@@ -85,14 +85,13 @@ class OperatorServer(ThreadingHTTPServer):
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        address: tuple[str, int],
         metrics: Exported,
         health: Health,
         ledger_lookup: LedgerLookup,
         recipient_lookup: RecipientLookup | None = None,
     ) -> None:
-        super().__init__((host, port), _Handler)
+        super().__init__(address, _Handler)
         self.metrics = metrics
         self.health = health
         self.ledger_lookup = ledger_lookup

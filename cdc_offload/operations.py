@@ -6,7 +6,6 @@ checkpoint would each undo the other's work."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdc_offload import tls
@@ -95,13 +94,7 @@ def plan_replay(settings: Settings, start: Position, end: Position | None) -> tu
 
 
 def replay(
-    settings: Settings,
-    span: ReplayRange,
-    *,
-    dry_run: bool,
-    ignore_age: bool,
-    on_progress: Callable[[Position], None] | None = None,
-    metrics: Metrics | None = None,
+    settings: Settings, span: ReplayRange, mode: RunMode, *, dry_run: bool, metrics: Metrics | None = None
 ) -> Tally:
     """Reprocess a stretch with the live guards (ledger dedupe, `sent IS NULL`, freshness unless
     ignored). The live checkpoint is never moved by a replay."""
@@ -110,7 +103,6 @@ def replay(
     metrics = metrics or Metrics()
     dispatcher = make_dispatcher(settings, metrics)
     tally = Tally()
-    mode = RunMode(ignore_age=ignore_age, stop_at_end=True, on_progress=on_progress)
     start = Checkpoint(span.start)
     recipients = RecipientLookup(settings)
     parts = LoopParts(

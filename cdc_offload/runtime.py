@@ -93,8 +93,7 @@ def build(
     server = None
     if settings.metrics_port is not None:
         server = OperatorServer(
-            settings.metrics_host,
-            settings.metrics_port,
+            (settings.metrics_host, settings.metrics_port),
             metrics,
             health,
             lambda userid: ledger_query(settings.writer, settings.state_schema, userid=userid),

@@ -19,7 +19,7 @@ import boto3
 import orjson
 import pytest
 
-from cdc_offload.deliver.consumer import run_consumers
+from cdc_offload.deliver.consumer import Consumer, run_consumers
 from cdc_offload.deliver.metrics import DeliverMetrics
 from cdc_offload.deliver.queue import Queue, Received
 from cdc_offload.deliver.runtime import run_deliver
@@ -153,7 +153,12 @@ def test_throttling_slows_the_worker_and_loses_nothing(moodle: MoodleDatabase, a
         stop = threading.Event()
         thread = threading.Thread(
             target=run_consumers,
-            args=("deliver", settings.consumer, Queue(main), worker.handle, Health(60), metrics.dead_letters, stop),
+            args=(
+                Consumer("deliver", settings.consumer, Queue(main), worker.handle),
+                Health(60),
+                metrics.dead_letters,
+                stop,
+            ),
         )
         thread.start()
         try:

@@ -11,7 +11,7 @@ import pytest
 
 from cdc_offload.deliver import events
 from cdc_offload.delivery_event import DeliveryEvent
-from cdc_offload.delivery_ledger import DeliveryLedger, recipients_of
+from cdc_offload.delivery_ledger import DeliveryLedger, LedgerCopy, recipients_of
 from cdc_offload.demo.stack import MoodleDatabase
 from cdc_offload.settings import SinkSettings
 from tests.support import init_state
@@ -61,12 +61,12 @@ def test_an_event_before_any_ledger_row_creates_the_copys_row_by_its_tags(
     assert recorded["address"] == "a***@example.org"
     assert recorded["at"] == "2026-11-28T09:00:02.000000Z"
     # The worker's write of the SES message id then fills in what it knows, keeping SES's word.
-    ledger.record_sent(10, 1, "manager", 42, "ada@example.org", "ses-1")
+    ledger.record_sent(LedgerCopy(10, 1, "manager", 42, "ada@example.org"), "ses-1")
     assert row(moodle, 10, 1)["delivery"] == "delivered"
 
 
 def test_redelivered_and_reordered_events_end_in_the_same_state(moodle: MoodleDatabase, ledger: DeliveryLedger) -> None:
-    ledger.record_sent(20, 0, "user", 7, "ada@example.org", "ses-20")
+    ledger.record_sent(LedgerCopy(20, 0, "user", 7, "ada@example.org"), "ses-20")
     tags = {"outbox_id": "20", "recipient_index": "0"}
     sequence = [
         event("Send", 0, "ses-20", **tags),
@@ -98,7 +98,7 @@ def test_a_later_bounce_replaces_a_delay_and_an_older_delay_does_not_come_back(
 def test_an_event_without_tags_finds_its_copy_by_the_ses_message_id_or_is_unmatched(
     moodle: MoodleDatabase, ledger: DeliveryLedger
 ) -> None:
-    ledger.record_sent(40, 2, "emailtoother", None, "hr@example.org", "ses-40-2")
+    ledger.record_sent(LedgerCopy(40, 2, "emailtoother", None, "hr@example.org"), "ses-40-2")
     assert ledger.record_event(event("Bounce", 5, "ses-40-2"))
     assert row(moodle, 40, 2)["delivery"] == "bounced"
     assert not ledger.record_event(event("Delivery", 5, "somebody-elses-mail"))

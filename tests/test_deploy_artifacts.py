@@ -373,7 +373,7 @@ def test_probe_paths_are_answered_by_the_program() -> None:
     health = Health(stall_after=30.0)
     health.role = "standby"
     health.writer_connected = True
-    server = OperatorServer("127.0.0.1", 0, Metrics(), health, lambda userid: [])
+    server = OperatorServer(("127.0.0.1", 0), Metrics(), health, lambda userid: [])
     server.start()
     port = server.server_address[1]
     try:

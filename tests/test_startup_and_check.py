@@ -30,6 +30,7 @@ from cdc_offload.metrics import Metrics
 from cdc_offload.model import Position
 from cdc_offload.operations import plan_replay, replay
 from cdc_offload.sandbox import free_port
+from cdc_offload.session import RunMode
 from cdc_offload.settings import SinkSettings
 from cdc_offload.sinks.region import queue_region, region_name
 from cdc_offload.sinks.ses import FALLBACK_SEND_RATE, SesSink
@@ -211,7 +212,7 @@ def test_replay_honours_the_breaker_cooldown(
     with FaultProxy("127.0.0.1", moto_port, "aws") as aws:
         aws.down()
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{aws.host}:{aws.port}")
-        tally = replay(settings, span, dry_run=False, ignore_age=True, metrics=metrics)
+        tally = replay(settings, span, RunMode(ignore_age=True, stop_at_end=True), dry_run=False, metrics=metrics)
     assert tally.outcomes[("fallback", "aws_unavailable")] == 4, tally.outcomes
     held_back = metrics.registry.get_sample_value("cdc_offload_aws_errors_total", {"code": "BreakerOpen"})
     assert held_back == 0, "a cooldown of 0 s lets every round try AWS again"

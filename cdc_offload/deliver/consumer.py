@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import Gauge
 
@@ -18,21 +19,25 @@ from cdc_offload.health import Health
 DEAD_LETTER_POLL = 30.0
 
 
-def run_consumers(
-    name: str,
-    settings: ConsumerSettings,
-    queue: Queue,
-    handle: Callable[[Received], None],
-    health: Health,
-    dead_letters: Gauge,
-    stop: threading.Event,
-    paused_for: Callable[[], float] = lambda: 0.0,
-) -> None:
+@dataclass(frozen=True)
+class Consumer:
+    """What one kind of consumer (deliver, events) does with each message of its queue."""
+
+    name: str
+    settings: ConsumerSettings
+    queue: Queue
+    handle: Callable[[Received], None]
+    # How long to hold back before the next receive (SES's daily quota spent); 0 to go on.
+    paused_for: Callable[[], float] = lambda: 0.0
+
+
+def run_consumers(consumer: Consumer, health: Health, dead_letters: Gauge, stop: threading.Event) -> None:
+    name, queue = consumer.name, consumer.queue
     health.role = "active"
     health.writer_connected = True
     threads = [
-        threading.Thread(target=_consume, args=(settings, queue, handle, health, stop, paused_for), name=f"{name}-{n}")
-        for n in range(settings.concurrency)
+        threading.Thread(target=_consume, args=(consumer, health, stop), name=f"{name}-{n}")
+        for n in range(consumer.settings.concurrency)
     ]
     for thread in threads:
         thread.start()
@@ -67,16 +72,10 @@ def _redrive(queue: Queue) -> str | None:
     return policy[0]
 
 
-def _consume(
-    settings: ConsumerSettings,
-    queue: Queue,
-    handle: Callable[[Received], None],
-    health: Health,
-    stop: threading.Event,
-    paused_for: Callable[[], float],
-) -> None:
+def _consume(consumer: Consumer, health: Health, stop: threading.Event) -> None:
+    settings, queue = consumer.settings, consumer.queue
     while not stop.is_set():
-        held = paused_for()
+        held = consumer.paused_for()
         if held > 0:
             health.reader_alive()  # holding back on purpose (SES's daily quota) is not a stall
             stop.wait(min(held, 5.0))
@@ -98,6 +97,6 @@ def _consume(
                     queue.retry_later(unstarted, 0)
                 break
             try:
-                handle(message)
+                consumer.handle(message)
             except Exception as error:  # noqa: BLE001 - the message comes back after its visibility timeout
                 logs.error("message_failed", sqs_message_id=message.message_id, error=type(error).__name__)

@@ -8,7 +8,7 @@ import threading
 import boto3
 
 from cdc_offload import logs
-from cdc_offload.deliver.consumer import run_consumers
+from cdc_offload.deliver.consumer import Consumer, run_consumers
 from cdc_offload.deliver.metrics import DeliverMetrics, EventMetrics
 from cdc_offload.deliver.queue import Queue
 from cdc_offload.deliver.recorder import EventRecorder
@@ -25,8 +25,7 @@ def _serve(settings: ConsumerSettings, metrics: Exported, health: Health) -> Ope
     if settings.metrics_port is None:
         return None
     server = OperatorServer(
-        settings.metrics_host,
-        settings.metrics_port,
+        (settings.metrics_host, settings.metrics_port),
         metrics,
         health,
         lambda userid: ledger_query(settings.writer, settings.state_schema, userid=userid),
@@ -55,7 +54,9 @@ def run_deliver(settings: DeliverSettings, stop: threading.Event, metrics: Deliv
     )
     logs.info("delivering", concurrency=consumer.concurrency, send_rate=worker.rate)
     try:
-        run_consumers("deliver", consumer, queue, worker.handle, health, metrics.dead_letters, stop, worker.paused_for)
+        run_consumers(
+            Consumer("deliver", consumer, queue, worker.handle, worker.paused_for), health, metrics.dead_letters, stop
+        )
     finally:
         ledger.close()
         if server is not None:
@@ -73,7 +74,7 @@ def run_events(settings: ConsumerSettings, stop: threading.Event, metrics: Event
     recorder = EventRecorder(settings, queue, ledger, metrics)
     logs.info("recording_events", concurrency=settings.concurrency)
     try:
-        run_consumers("events", settings, queue, recorder.handle, health, metrics.dead_letters, stop)
+        run_consumers(Consumer("events", settings, queue, recorder.handle), health, metrics.dead_letters, stop)
     finally:
         ledger.close()
         if server is not None:

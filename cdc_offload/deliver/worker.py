@@ -33,7 +33,7 @@ from cdc_offload.deliver.message import Copy, OutboxMessage, Unreadable, parse
 from cdc_offload.deliver.metrics import DeliverMetrics
 from cdc_offload.deliver.queue import Queue, Received
 from cdc_offload.deliver.settings import DeliverSettings
-from cdc_offload.delivery_ledger import DeliveryLedger
+from cdc_offload.delivery_ledger import DeliveryLedger, LedgerCopy
 from cdc_offload.faults import crash_point
 from cdc_offload.sinks import DAILY_QUOTA, UNREACHABLE
 from cdc_offload.sinks.ses import THROTTLING_CODES, RateLimiter, account_send_rate, is_daily_quota, ses_request
@@ -158,7 +158,7 @@ class DeliveryWorker:
 
     def _mark(self, message: OutboxMessage, copy: Copy) -> None:
         try:
-            self._ledger.mark_sending(message.outbox_id, copy.index, copy.kind, copy.user_id, copy.address)
+            self._ledger.mark_sending(_ledger_copy(message, copy))
         except Exception as error:  # noqa: BLE001 - only the duplicate count would miss this copy
             logs.warning(
                 "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
@@ -174,9 +174,7 @@ class DeliveryWorker:
 
     def _record(self, message: OutboxMessage, copy: Copy, ses_message_id: str) -> None:
         try:
-            self._ledger.record_sent(
-                message.outbox_id, copy.index, copy.kind, copy.user_id, copy.address, ses_message_id
-            )
+            self._ledger.record_sent(_ledger_copy(message, copy), ses_message_id)
         except Exception as error:  # noqa: BLE001 - the mail went; `events` fills the row in by its tags
             logs.warning(
                 "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
@@ -290,3 +288,7 @@ class DeliveryWorker:
 def _server_side(error: botocore.exceptions.ClientError) -> bool:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     return status >= 500
+
+
+def _ledger_copy(message: OutboxMessage, copy: Copy) -> LedgerCopy:
+    return LedgerCopy(message.outbox_id, copy.index, copy.kind, copy.user_id, copy.address)

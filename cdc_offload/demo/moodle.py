@@ -179,7 +179,7 @@ def _insert_user(c: Any, user: NewUser, prefix: str, now: int) -> int:
     return int(c.lastrowid)
 
 
-def _insert_outbox(c: Any, user: NewUser, userid: int, prefix: str, now: int, headers: str | None = None) -> int:
+def _insert_outbox(c: Any, user: NewUser, userid: int, prefix: str, now: int) -> int:
     """The outbox row IOMAD queues: rendered HTML body with the password, due now (or later)."""
     c.execute(
         f"INSERT INTO {prefix}email (templatename, modifiedtime, sent, subject, body, varsreplaced, companyid, "
@@ -192,7 +192,7 @@ def _insert_outbox(c: Any, user: NewUser, userid: int, prefix: str, now: int, he
             credential_body(user.username, user.password, user.firstname),
             user.companyid,
             userid,
-            headers,
+            user.headers,
             now + user.due_offset,
         ),
     )
@@ -217,7 +217,7 @@ def create_user_iomad(connection: Any, user: NewUser, prefix: str = "mdl_", now:
             "VALUES ('userpreferenceschanged', %s, %s, '1', %s)",
             (str(userid), now, now + 7200),
         )
-        outbox_id = _insert_outbox(c, user, userid, p, now, headers=user.headers)
+        outbox_id = _insert_outbox(c, user, userid, p, now)
         c.execute(
             f"INSERT INTO {p}user_preferences (userid, name, value) VALUES (%s, 'auth_forcepasswordchange', '1')",
             (userid,),
@@ -245,7 +245,7 @@ def create_users_bulk(
         with connection.cursor() as c:
             for user in users:
                 userid = _insert_user(c, user, prefix, now)
-                ids.append((userid, _insert_outbox(c, user, userid, prefix, now, headers=user.headers)))
+                ids.append((userid, _insert_outbox(c, user, userid, prefix, now)))
         connection.commit()
     except BaseException:
         connection.rollback()

@@ -76,29 +76,39 @@ def _check_shape(data: bytes) -> None:
         values += 1
         if values > MAX_VALUES:
             raise _bad(f"hold more than {MAX_VALUES} values")
-        if opcode == b"n":
-            at += 2
-        elif opcode in (b"i", b"d", b"b"):
-            end = data.find(b";", at)
-            if end < 0:
-                raise _bad("are truncated")
-            at = end + 1
-        elif opcode == b"s":
-            length, colon = _digits(data, at + 2, b":")
-            at = colon + 2 + length + 2
-        elif opcode in (b"a", b"o"):
-            if opcode == b"o":
-                length, colon = _digits(data, at + 2, b":")
-                at = colon + 2 + length
-            brace = data.find(b"{", at)
-            if brace < 0:
-                raise _bad("are truncated")
-            at = brace + 1
+        if opcode in (b"a", b"o"):
+            at = _after_container_opening(data, at, opcode)
             depth += 1
             if depth > MAX_DEPTH:
                 raise _bad(f"are nested more than {MAX_DEPTH} levels deep")
         else:
-            raise _bad("hold something other than strings, numbers, arrays and objects")
+            at = _after_scalar(data, at, opcode)
+
+
+def _after_scalar(data: bytes, at: int, opcode: bytes) -> int:
+    """Where the next token starts after the scalar at `at`."""
+    if opcode == b"n":
+        return at + 2
+    if opcode in (b"i", b"d", b"b"):
+        end = data.find(b";", at)
+        if end < 0:
+            raise _bad("are truncated")
+        return end + 1
+    if opcode == b"s":
+        length, colon = _digits(data, at + 2, b":")
+        return colon + 2 + length + 2
+    raise _bad("hold something other than strings, numbers, arrays and objects")
+
+
+def _after_container_opening(data: bytes, at: int, opcode: bytes) -> int:
+    """Where the first member starts in the array or object opening at `at`."""
+    if opcode == b"o":
+        length, colon = _digits(data, at + 2, b":")
+        at = colon + 2 + length
+    brace = data.find(b"{", at)
+    if brace < 0:
+        raise _bad("are truncated")
+    return brace + 1
 
 
 def _unserialize(text: str) -> object:

@@ -85,6 +85,13 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._declare_stream(r)
+        self._declare_delivery(r)
+        self._declare_position(r)
+        self._preset_labels()
+
+    def _declare_stream(self, r: CollectorRegistry) -> None:
+        """What the binlog reader sees and how far behind it is."""
         self.build = Info("cdc_offload_build", "Version of the running sidecar.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         self.events = Counter(
@@ -105,6 +112,25 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.lag = Gauge(
+            "cdc_offload_replication_lag_seconds",
+            "Now minus the commit time of the last binlog event read (kept current by heartbeats when idle).",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "cdc_offload_pending_rows", "Rows waiting for their partner in the pairing window.", registry=r
+        )
+        self.oldest_unresolved = Gauge(
+            "cdc_offload_oldest_unresolved_age_seconds",
+            "Age of the oldest row still waiting for its partner or for delivery (0 when none).",
+            registry=r,
+        )
+        self.reader_restarts = Counter(
+            "cdc_offload_reader_restarts_total", "Binlog reader rebuilds from the committed checkpoint.", registry=r
+        )
+
+    def _declare_delivery(self, r: CollectorRegistry) -> None:
+        """What happens to outbox rows: their outcomes, AWS, the recipients, the Moodle task lock."""
         self.jobs = Counter(
             "cdc_offload_jobs_total", "Outbox rows resolved, by outcome and reason.", ["status", "reason"], registry=r
         )
@@ -121,50 +147,6 @@ class Metrics:
         self.breaker_open = Gauge(
             "cdc_offload_aws_breaker_open", "1 while the circuit breaker holds calls to AWS back.", registry=r
         )
-        self.lag = Gauge(
-            "cdc_offload_replication_lag_seconds",
-            "Now minus the commit time of the last binlog event read (kept current by heartbeats when idle).",
-            registry=r,
-        )
-        self.oldest_unresolved = Gauge(
-            "cdc_offload_oldest_unresolved_age_seconds",
-            "Age of the oldest row still waiting for its partner or for delivery (0 when none).",
-            registry=r,
-        )
-        self.pending = Gauge(
-            "cdc_offload_pending_rows", "Rows waiting for their partner in the pairing window.", registry=r
-        )
-        self.checkpoint_file = Gauge(
-            "cdc_offload_checkpoint_binlog_file_index",
-            "Numeric suffix of the committed checkpoint's binlog file.",
-            registry=r,
-        )
-        self.checkpoint_offset = Gauge(
-            "cdc_offload_checkpoint_binlog_offset_bytes",
-            "Offset of the committed checkpoint in its binlog file.",
-            registry=r,
-        )
-        self.checkpoint_time = Gauge(
-            "cdc_offload_checkpoint_last_commit_timestamp_seconds",
-            "Unix time the checkpoint was last committed.",
-            registry=r,
-        )
-        self.active = Gauge(
-            "cdc_offload_active", "1 while this instance holds the consumer lock and processes the binlog.", registry=r
-        )
-        self.reader_restarts = Counter(
-            "cdc_offload_reader_restarts_total", "Binlog reader rebuilds from the committed checkpoint.", registry=r
-        )
-        self.leadership_lost = Counter(
-            "cdc_offload_leadership_lost_total",
-            "Times this instance found it no longer held the consumer lock (and stood down).",
-            registry=r,
-        )
-        self.writer_failures = Counter(
-            "cdc_offload_writer_failures_total",
-            "Commits on the primary that failed (connection lost, lock lost).",
-            registry=r,
-        )
         self.ses_send_rate_unknown = Counter(
             "cdc_offload_ses_send_rate_unknown_total",
             "Starts where SES would not tell the send rate (GetAccount failed): paced at a conservative rate.",
@@ -173,11 +155,6 @@ class Metrics:
         self.unsuppressed_at_exit = Counter(
             "cdc_offload_unsuppressed_at_exit_rows_total",
             "Rows AWS accepted whose suppression the primary refused until the process exited: Moodle sends them too.",
-            registry=r,
-        )
-        self.fail_closed = Gauge(
-            "cdc_offload_fail_closed",
-            "1 when the sidecar stopped itself because it could not go on safely (position lost, bad server settings).",
             registry=r,
         )
         self.recipients = Counter(
@@ -197,6 +174,45 @@ class Metrics:
             "Claims put off because IOMAD's email task held its lock (it is sending; rows wait or go to it).",
             registry=r,
         )
+
+    def _declare_position(self, r: CollectorRegistry) -> None:
+        """The committed checkpoint, leadership and the primary."""
+        self.checkpoint_file = Gauge(
+            "cdc_offload_checkpoint_binlog_file_index",
+            "Numeric suffix of the committed checkpoint's binlog file.",
+            registry=r,
+        )
+        self.checkpoint_offset = Gauge(
+            "cdc_offload_checkpoint_binlog_offset_bytes",
+            "Offset of the committed checkpoint in its binlog file.",
+            registry=r,
+        )
+        self.checkpoint_time = Gauge(
+            "cdc_offload_checkpoint_last_commit_timestamp_seconds",
+            "Unix time the checkpoint was last committed.",
+            registry=r,
+        )
+        self.active = Gauge(
+            "cdc_offload_active", "1 while this instance holds the consumer lock and processes the binlog.", registry=r
+        )
+        self.leadership_lost = Counter(
+            "cdc_offload_leadership_lost_total",
+            "Times this instance found it no longer held the consumer lock (and stood down).",
+            registry=r,
+        )
+        self.writer_failures = Counter(
+            "cdc_offload_writer_failures_total",
+            "Commits on the primary that failed (connection lost, lock lost).",
+            registry=r,
+        )
+        self.fail_closed = Gauge(
+            "cdc_offload_fail_closed",
+            "1 when the sidecar stopped itself because it could not go on safely (position lost, bad server settings).",
+            registry=r,
+        )
+
+    def _preset_labels(self) -> None:
+        # Every known label set is exported at 0 from the start: a dashboard panel and rate() see it.
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
         for table in WATCHED_TABLES:

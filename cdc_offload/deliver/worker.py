@@ -83,6 +83,7 @@ class DeliveryWorker:
         self._queue = queue
         self._ses = ses
         self._ledger = ledger
+        self._copies = CopyNotes(ledger)
         self._metrics = metrics
         # SES's own rate unless given; GetAccount refused paces at the conservative fallback (logged there).
         rate = settings.send_rate or account_send_rate(ses)[0]
@@ -127,11 +128,11 @@ class DeliveryWorker:
                 self._metrics.copies.labels("already_sent").inc()
                 continue
             in_doubt = copy.index in done  # an earlier attempt stopped while SES had it
-            self._mark(message, copy)
+            self._copies.mark(message, copy)
             sent = self._send_copy(message, copy, lease)
             if sent.message_id is None:
                 if sent.error_code != UNANSWERED:
-                    self._clear(message, copy)
+                    self._copies.clear(message, copy)
                 if sent.error_code == LEASE_LOST:
                     self._lease_lost(received, message, copy)
                     return
@@ -142,7 +143,7 @@ class DeliveryWorker:
             if in_doubt:
                 self._metrics.possible_duplicates.inc()
             crash_point("deliver_after_ses_accept")
-            self._record(message, copy, sent.message_id)
+            self._copies.record(message, copy, sent.message_id)
         crash_point("deliver_before_delete")
         self._queue.delete(received)
         self._metrics.messages.labels("deleted").inc()
@@ -155,30 +156,6 @@ class DeliveryWorker:
             logs.warning("ledger_read_failed", outbox_id=message.outbox_id, error=type(error).__name__)
             # A first delivery has sent nothing yet; a redelivery without the ledger could duplicate.
             return {} if received.receive_count == 1 else None
-
-    def _mark(self, message: OutboxMessage, copy: Copy) -> None:
-        try:
-            self._ledger.mark_sending(_ledger_copy(message, copy))
-        except Exception as error:  # noqa: BLE001 - only the duplicate count would miss this copy
-            logs.warning(
-                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
-            )
-
-    def _clear(self, message: OutboxMessage, copy: Copy) -> None:
-        try:
-            self._ledger.clear_sending(message.outbox_id, copy.index)
-        except Exception as error:  # noqa: BLE001 - the retry would count a duplicate that is none
-            logs.warning(
-                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
-            )
-
-    def _record(self, message: OutboxMessage, copy: Copy, ses_message_id: str) -> None:
-        try:
-            self._ledger.record_sent(_ledger_copy(message, copy), ses_message_id)
-        except Exception as error:  # noqa: BLE001 - the mail went; `events` fills the row in by its tags
-            logs.warning(
-                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
-            )
 
     def _lease_lost(self, received: Received, message: OutboxMessage, copy: Copy) -> None:
         # Not ours any more: SQS may have handed it to another worker, whose copies these now are.
@@ -288,6 +265,38 @@ class DeliveryWorker:
 def _server_side(error: botocore.exceptions.ClientError) -> bool:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     return status >= 500
+
+
+class CopyNotes:
+    """What the worker writes about each copy in the delivery ledger. Best effort: a failed write
+    costs only an exact count (a duplicate uncounted, or counted when it is none), never a mail."""
+
+    def __init__(self, ledger: DeliveryLedger) -> None:
+        self._ledger = ledger
+
+    def mark(self, message: OutboxMessage, copy: Copy) -> None:
+        try:
+            self._ledger.mark_sending(_ledger_copy(message, copy))
+        except Exception as error:  # noqa: BLE001 - only the duplicate count would miss this copy
+            logs.warning(
+                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
+            )
+
+    def clear(self, message: OutboxMessage, copy: Copy) -> None:
+        try:
+            self._ledger.clear_sending(message.outbox_id, copy.index)
+        except Exception as error:  # noqa: BLE001 - the retry would count a duplicate that is none
+            logs.warning(
+                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
+            )
+
+    def record(self, message: OutboxMessage, copy: Copy, ses_message_id: str) -> None:
+        try:
+            self._ledger.record_sent(_ledger_copy(message, copy), ses_message_id)
+        except Exception as error:  # noqa: BLE001 - the mail went; `events` fills the row in by its tags
+            logs.warning(
+                "ledger_write_failed", outbox_id=message.outbox_id, index=copy.index, error=type(error).__name__
+            )
 
 
 def _ledger_copy(message: OutboxMessage, copy: Copy) -> LedgerCopy:

@@ -28,6 +28,7 @@ from cdc_offload.intake import Intake
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Claimed, Position, Recorded, Resolution, SourceItem
 from cdc_offload.outcomes import Tally, report_committed
+from cdc_offload.pacing import Pacing
 from cdc_offload.policy import SendRules, triage
 from cdc_offload.rounds import Round, RoundsInFlight
 from cdc_offload.settings import Settings
@@ -87,9 +88,6 @@ class CommitFailed(Exception):
 
 
 class Session:
-    # Longest a backlog's ready jobs wait for a fuller round while another round is with AWS.
-    HOLD_SECONDS = 0.1
-
     def __init__(self, settings: Settings, parts: LoopParts, source: Source, start: Checkpoint, mode: RunMode) -> None:
         self._settings = settings
         self._parts = parts
@@ -105,11 +103,10 @@ class Session:
         rules = ClaimRules.of(settings, parts.dispatcher.sink_name)
         self._claimer = Claimer(rules, parts.store, parts.recipients, parts.metrics, parts.clock)
         self._round_numbers = itertools.count(1)
-        self._round_size = max(1, min(settings.max_batch, parts.dispatcher.round_limit))
+        round_size = max(1, min(settings.max_batch, parts.dispatcher.round_limit))
+        self._pacing = Pacing(self._staging, self._in_flight, round_size, parts.clock)
         self._sink = parts.dispatcher.sink_name
         self._send_rules = SendRules(settings.templates, settings.clock_skew)
-        # Since when jobs have been ready (monotonic): how long they were held for a fuller round.
-        self._ready_since = parts.clock.monotonic()
 
     def _waiting_for_partner(self) -> Iterable[Checkpoint]:
         return self._intake.holds()
@@ -137,7 +134,7 @@ class Session:
     def _loop(self, stop: threading.Event) -> ReaderEnded | None:
         while True:
             self._parts.health.loop_ticked()
-            # Short waits while jobs are held for a fuller round (see `_should_flush`).
+            # Short waits while jobs are held for a fuller round (see `Pacing`).
             ended = self._take_handovers(0.01 if self._staging.ready_count else 0.2)
             if stop.is_set():
                 return ended
@@ -160,9 +157,11 @@ class Session:
         self._intake.remarked = self._claimer.note_duplicates(self._intake.remarked)
         self._commit_answered_rounds()
         self._staging.retry_deferred()
-        if not self._staging.ready_count:
-            self._ready_since = self._clock.monotonic()
-        if self._should_flush(self._clock.monotonic() - self._ready_since):
+        if self._pacing.send_now(
+            paused=self._claimer.paused,
+            more_coming=not self._queue.empty(),
+            last_event_time=self._intake.last_event_time,
+        ):
             self._dispatch_ready()
         elif self._tracker.seconds_since_commit() >= self._settings.checkpoint_interval:
             self._commit_checkpoint()
@@ -193,7 +192,7 @@ class Session:
         if self._mode.stop_at_end:
             self._intake.expire_all()
         while self._staging.has_work and not self._claimer.paused:
-            room = self._in_flight.room(self._round_size)
+            room = self._pacing.room()
             if self._in_flight.full or (self._staging.ready_count and room <= 0):
                 self._commit_oldest_round()
                 continue
@@ -202,34 +201,11 @@ class Session:
             self._commit_oldest_round()
         self._commit_checkpoint()
 
-    def _should_flush(self, held: float) -> bool:
-        """Send now, or hold the ready jobs a moment for a fuller round?
-
-        Caught up (a trickle), a job goes out as soon as the reader has nothing more: latency is
-        what matters. Catching up on a backlog (the last event is over a second old) while a
-        round is with AWS, a round of a few jobs would take a round slot for a whole AWS round
-        trip; they are held until a round is full or for at most HOLD_SECONDS, well inside the
-        freshness limit. With every slot taken, the ready jobs wait for the oldest answer."""
-        if not self._staging.has_work or self._claimer.paused:
-            return False
-        room = self._in_flight.room(self._round_size)
-        if self._in_flight.full or room <= 0:
-            return False
-        if self._staging.ready_count >= room:
-            return True
-        if not self._queue.empty():
-            return False
-        if not self._in_flight:
-            return True
-        last = self._intake.last_event_time
-        behind = last is not None and self._clock.wall() - last > 1.0
-        return not behind or held >= self.HOLD_SECONDS
-
     def _dispatch_ready(self) -> None:
         # In rounds no larger than AWS can take within one deadline (SES is rate-limited), so a
         # 5,000-user transaction is not one round whose tail misses the deadline.
         while self._staging.has_work and not self._in_flight.full and not self._claimer.paused:
-            room = self._in_flight.room(self._round_size)
+            room = self._pacing.room()
             if self._staging.ready_count and room <= 0:
                 return
             self._start_round(max(0, room))

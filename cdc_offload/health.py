@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-import time
 from typing import Literal
+
+from cdc_offload.clock import SYSTEM_CLOCK, Clock
 
 Role = Literal["starting", "active", "standby", "stopped"]
 
 
 class Health:
-    def __init__(self, stall_after: float) -> None:
+    def __init__(self, stall_after: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._stall_after = stall_after
-        self._loop_tick = time.monotonic()
+        # Bound once: the reader calls `reader_alive` for every item it hands over.
+        self._now = clock.monotonic
+        self._loop_tick = self._now()
         self._reader_seen: float | None = None
         self.role: Role = "starting"
         self.writer_connected = False
 
     def loop_ticked(self) -> None:
-        self._loop_tick = time.monotonic()
+        self._loop_tick = self._now()
 
     # Called by the reader thread for every item: a plain attribute store, atomic in CPython, so
     # the hot path takes no lock.
     def reader_alive(self) -> None:
-        self._reader_seen = time.monotonic()
+        self._reader_seen = self._now()
 
     def reader_lost(self) -> None:
         self._reader_seen = None
 
     def healthy(self) -> bool:
         """The loop ticks, and while active the reader delivers (heartbeats count)."""
-        now = time.monotonic()
+        now = self._now()
         if now - self._loop_tick > self._stall_after:
             return False
         if self.role != "active":

@@ -85,7 +85,7 @@ def build(
     clock: Clock = SYSTEM_CLOCK,
 ) -> Runtime:
     metrics = metrics or Metrics()
-    health = Health(stall_after=max(5.0, settings.read_timeout + 2 * settings.heartbeat))
+    health = Health(max(5.0, settings.read_timeout + 2 * settings.heartbeat), clock)
     dispatcher = make_dispatcher(settings, metrics)
     store = Store(settings)
     parts = LoopParts(store, dispatcher, RecipientLookup(settings), metrics, health, clock, Tally())

@@ -401,6 +401,7 @@ def pod_containers(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in spec.get("containers", []) + spec.get("initContainers", []) if "cdc-offload" in c["image"]]
 
 
+@pytest.mark.slow
 def test_kubernetes_manifests_pass_the_kubernetes_schemas() -> None:
     kubernetes_validate = require_module("kubernetes_validate", "pip install kubernetes-validate (offline schemas)")
     version = kubernetes_validate.latest_version()
@@ -603,6 +604,7 @@ def test_promtool_checks_the_rules_and_the_config() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_of_every_alert_pass() -> None:
     promtool = require_tool("promtool", "apt-get install prometheus")
     result = subprocess.run(

@@ -24,6 +24,7 @@ BATCH = 40
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
 @pytest.mark.parametrize("point", ["after_claim", "after_dispatch", "before_commit", "after_commit"])
+@pytest.mark.slow
 def test_named_crash_point_loses_nothing_and_duplicates_exactly_the_window(
     moodle: MoodleDatabase, aws_endpoint: str, point: str, fifo: bool
 ) -> None:

@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from cdc_offload.cli import main
@@ -48,6 +49,7 @@ def kill_connections(moodle: MoodleDatabase, user: str, command: str | None = No
     return killed
 
 
+@pytest.mark.slow
 def test_the_canary_never_leaves_the_message_it_belongs_to(
     moodle: MoodleDatabase, sqs_sink: SinkSettings, tmp_path: Path
 ) -> None:

@@ -15,12 +15,22 @@ import click
 import orjson
 
 from cdc_offload import __version__, logs
+from cdc_offload.deliver.settings import (
+    CONSUMER_OPTION_FIELDS,
+    DELIVER_METRICS_PORT,
+    EVENTS_CONCURRENCY,
+    EVENTS_METRICS_PORT,
+    ConsumerSettings,
+    DeliverSettings,
+)
 from cdc_offload.settings import (
+    OPTION_FIELDS,
     Settings,
     SettingsError,
     SinkSettings,
     TableNames,
     TlsSettings,
+    option_default,
     parse_column_overrides,
     parse_dsn,
     read_secret_file,
@@ -42,6 +52,19 @@ def option(*names: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*names, **kwargs)
 
 
+def _options_of(table: dict[str, tuple[type, str]]) -> Callable[..., Callable[[F], F]]:
+    """`option`, with the default (shown in --help) of the settings field `table` names for it."""
+
+    def declare(*names: str, **kwargs: Any) -> Callable[[F], F]:
+        flag = next(n for n in names if n.startswith("--")).split("/")[0]
+        return option(*names, default=option_default(flag, table), show_default=True, **kwargs)
+
+    return declare
+
+
+setting = _options_of(OPTION_FIELDS)
+
+
 def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     def apply(function: F) -> F:
         for decorator in reversed(decorators):
@@ -58,11 +81,9 @@ def _tls_options(side: str, server: str) -> list[Callable[[F], F]]:
         option(f"--{side}-ssl-ca", type=path, help=f"CA certificate (PEM) that signed {server}'s; turns TLS on."),
         option(f"--{side}-ssl-cert", type=path, help="Client certificate (PEM), for an account that REQUIREs X509."),
         option(f"--{side}-ssl-key", type=path, help="Private key (PEM, unencrypted) of the client certificate."),
-        option(
+        setting(
             f"--{side}-ssl-verify-identity/--no-{side}-ssl-verify-identity",
             envvar=f"CDC_OFFLOAD_{side.upper()}_SSL_VERIFY_IDENTITY",
-            default=True,
-            show_default=True,
             help="With TLS on: the certificate must name the DSN's host.",
         ),
         option(
@@ -77,7 +98,7 @@ source_options = _compose(
     option("--source-dsn", help="The replica to read the binlog from: mysql://user@host:3306/moodle."),
     option("--source-password", help="Password of the reader (better: the env var or --source-password-file)."),
     option("--source-password-file", type=click.Path(dir_okay=False), help="File holding the reader's password."),
-    option("--server-id", type=int, default=4_242_001, show_default=True, help="Our replica id: unique per server."),
+    setting("--server-id", type=int, help="Our replica id: unique per server."),
     *_tls_options("source", "the replica"),
 )
 writer_options = _compose(
@@ -85,11 +106,11 @@ writer_options = _compose(
     option("--writer-password", help="Password of the writer (better: the env var or --writer-password-file)."),
     option("--writer-password-file", type=click.Path(dir_okay=False), help="File holding the writer's password."),
     *_tls_options("writer", "the primary"),
-    option("--state-schema", default="cdc_offload", show_default=True, help="Schema of our ledger and checkpoint."),
-    option("--consumer", default="default", show_default=True, help="Name of this consumer (checkpoint and lock)."),
-    option("--table-prefix", default="mdl_", show_default=True, help="Moodle's table prefix."),
-    option("--user-table", default="user", show_default=True, help="User table name, without the prefix."),
-    option("--outbox-table", default="email", show_default=True, help="Outbox table name, without the prefix."),
+    setting("--state-schema", help="Schema of our ledger and checkpoint."),
+    setting("--consumer", help="Name of this consumer (checkpoint and lock)."),
+    setting("--table-prefix", help="Moodle's table prefix."),
+    setting("--user-table", help="User table name, without the prefix."),
+    setting("--outbox-table", help="Outbox table name, without the prefix."),
     option(
         "--outbox-column",
         multiple=True,
@@ -105,86 +126,68 @@ def _sender_option(*names: str) -> Callable[[F], F]:
 
 
 sink_options = _compose(
-    option("--sink", type=click.Choice(["sqs", "ses"]), default="sqs", show_default=True, help="Where emails go."),
+    setting("--sink", type=click.Choice(["sqs", "ses"]), help="Where emails go."),
     option("--queue-url", help="SQS queue URL (with --sink sqs); a .fifo queue gets dedup ids."),
     option("--configuration-set", help="SES configuration set (optional)."),
 )
 tuning_options = _compose(
-    option(
+    setting(
         "--template",
         multiple=True,
-        default=("user_create",),
-        show_default=True,
         help="Outbox templates to offload. Repeatable.",
     ),
-    option("--pair-window", type=float, default=30.0, show_default=True, help="Seconds to pair a user and its email."),
-    option("--max-event-age", type=float, default=45.0, show_default=True, help="Older events are left to Moodle."),
-    option(
+    setting("--pair-window", type=float, help="Seconds to pair a user and its email."),
+    setting("--max-event-age", type=float, help="Older events are left to Moodle."),
+    setting(
         "--suppress",
         type=click.Choice(["delete", "mark-sent"]),
-        default="delete",
-        show_default=True,
         help="How the queued copy is suppressed after AWS accepted ours.",
     ),
-    option("--aws-deadline", type=float, default=10.0, show_default=True, help="Seconds AWS gets per batch."),
-    option("--aws-concurrency", type=int, default=16, show_default=True, help="Parallel calls to AWS."),
-    option("--max-batch", type=int, default=500, show_default=True, help="Most jobs per dispatch and commit."),
-    option("--heartbeat", type=float, default=1.0, show_default=True, help="Binlog heartbeat interval, seconds."),
-    option("--read-timeout", type=float, default=10.0, show_default=True, help="Binlog socket read timeout."),
-    option(
+    setting("--aws-deadline", type=float, help="Seconds AWS gets per batch."),
+    setting("--aws-concurrency", type=int, help="Parallel calls to AWS."),
+    setting("--max-batch", type=int, help="Most jobs per dispatch and commit."),
+    setting("--heartbeat", type=float, help="Binlog heartbeat interval, seconds."),
+    setting("--read-timeout", type=float, help="Binlog socket read timeout."),
+    setting(
         "--resume",
         type=click.Choice(["position", "gtid"]),
-        default="position",
-        show_default=True,
         help="Resume by binlog file/offset, or by GTID (follows a replica promotion).",
     ),
-    option(
+    setting(
         "--lock-lease",
         type=float,
         help="Seconds a frozen leader keeps the consumer lock before a standby may take over "
         "(default: 30, or three AWS deadlines if longer).",
     ),
-    option("--standby-poll", type=float, default=1.0, show_default=True, help="How often a standby tries the lock."),
-    option(
-        "--breaker-failures", type=int, default=5, show_default=True, help="Failed AWS rounds in a row that open it."
-    ),
-    option("--breaker-cooldown", type=float, default=30.0, show_default=True, help="Seconds the breaker stays open."),
-    option(
+    setting("--standby-poll", type=float, help="How often a standby tries the lock."),
+    setting("--breaker-failures", type=int, help="Failed AWS rounds in a row that open it."),
+    setting("--breaker-cooldown", type=float, help="Seconds the breaker stays open."),
+    setting(
         "--clock-skew",
         type=float,
-        default=5.0,
-        show_default=True,
         help="Seconds the web servers', the database's and this host's clocks may disagree.",
     ),
-    option(
+    setting(
         "--pair-window-bytes",
         type=int,
-        default=256 * 1024 * 1024,
-        show_default=True,
         help="Binlog bytes a row may wait for its partner, whatever its timestamps say.",
     ),
-    option(
+    setting(
         "--shutdown-grace",
         type=float,
-        default=20.0,
-        show_default=True,
         help="After SIGTERM, seconds to retry a commit the primary refused before exiting non-zero.",
     ),
-    option(
+    setting(
         "--moodle-lock",
         type=click.Choice(["mysql", "none"]),
-        default="mysql",
-        show_default=True,
         help="Claim rows under the MySQL lock Moodle's cron holds while IOMAD's email task runs; 'none' for a site "
         "whose $CFG->lock_factory is not the database's (duplicates against the task are then possible, counted).",
     ),
-    option("--moodle-lock-database", help="Moodle's $CFG->dbname, which names that lock (default: the writer DSN's)."),
-    option("--moodle-lock-prefix", help="Moodle's $CFG->prefix, which names that lock (default: --table-prefix)."),
-    option(
+    setting("--moodle-lock-database", help="Moodle's $CFG->dbname, which names that lock (default: the writer DSN's)."),
+    setting("--moodle-lock-prefix", help="Moodle's $CFG->prefix, which names that lock (default: --table-prefix)."),
+    setting(
         "--moodle-lock-wait",
         type=float,
-        default=2.0,
-        show_default=True,
         help="Seconds a round waits for that lock while the email task holds it.",
     ),
 )
@@ -192,7 +195,7 @@ pipeline_options = _compose(sink_options, _sender_option("--from", "--ses-from")
 replay_pipeline_options = _compose(sink_options, _sender_option("--ses-from"), tuning_options)
 observability_options = _compose(
     option("--metrics-port", type=int, default=9108, show_default=True, help="Port of /metrics, /healthz, ..."),
-    option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the HTTP server binds."),
+    setting("--metrics-host", help="Address the HTTP server binds."),
     option(
         "--log-level",
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -208,7 +211,7 @@ def _tls(side: str, params: dict[str, Any]) -> TlsSettings:
         ca=params.get(f"{side}_ssl_ca"),
         cert=params.get(f"{side}_ssl_cert"),
         key=params.get(f"{side}_ssl_key"),
-        verify_identity=params.get(f"{side}_ssl_verify_identity", True),
+        verify_identity=params.get(f"{side}_ssl_verify_identity"),
         require=bool(params.get(f"{side}_require_tls")),
     )
 
@@ -217,6 +220,12 @@ def _password(option_name: str, direct: str | None, file: str | None) -> str | N
     if file:
         return read_secret_file(option_name + "-file", file)
     return direct
+
+
+def _given(params: dict[str, Any], **fields: str) -> dict[str, Any]:
+    """field=param pairs for the options `params` holds a value for: an absent one (None, or an empty
+    repeatable option) is left to the field's own default, which is also the option's."""
+    return {name: params[key] for name, key in fields.items() if params.get(key) not in (None, ())}
 
 
 def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sink: bool = True) -> Settings:
@@ -245,51 +254,58 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             else writer
         )
         sink = SinkSettings(
-            kind=params.get("sink") or "sqs",
             queue_url=params.get("queue_url") if need_sink else params.get("queue_url") or "unused",
             ses_from=params.get("ses_from") if need_sink else params.get("ses_from") or "unused@example.invalid",
             ses_configuration_set=params.get("configuration_set"),
-            deadline=params.get("aws_deadline", 10.0),
-            concurrency=params.get("aws_concurrency", 16),
-            breaker_failures=params.get("breaker_failures", 5),
-            breaker_cooldown=params.get("breaker_cooldown", 30.0),
+            **_given(
+                params,
+                kind="sink",
+                deadline="aws_deadline",
+                concurrency="aws_concurrency",
+                breaker_failures="breaker_failures",
+                breaker_cooldown="breaker_cooldown",
+            ),
         )
         if sink.concurrency < 1:
             raise SettingsError("--aws-concurrency", "must be at least 1")
         tables = TableNames(
-            prefix=params.get("table_prefix", "mdl_"),
-            user=params.get("user_table", "user"),
-            outbox=params.get("outbox_table", "email"),
             outbox_columns=parse_column_overrides("--outbox-column", tuple(params.get("outbox_column") or ())),
+            **_given(params, prefix="table_prefix", user="user_table", outbox="outbox_table"),
         )
         tables.user_table, tables.outbox_table  # noqa: B018 - validates the identifiers now
+        given = _given(params, templates="template")
+        if "templates" in given:
+            given["templates"] = frozenset(given["templates"])
         return Settings(
             source=source,
             writer=writer,
             sink=sink,
             tables=tables,
-            templates=frozenset(params.get("template") or ("user_create",)),
-            state_schema=params.get("state_schema", "cdc_offload"),
-            consumer=params.get("consumer", "default"),
-            server_id=params.get("server_id", 4_242_001),
-            pair_window=params.get("pair_window", 30.0),
-            max_event_age=params.get("max_event_age", 45.0),
-            suppress=params.get("suppress", "delete"),
-            heartbeat=params.get("heartbeat", 1.0),
-            read_timeout=params.get("read_timeout", 10.0),
-            max_batch=params.get("max_batch", 500),
-            resume=params.get("resume", "position"),
-            lock_lease=params.get("lock_lease"),
-            standby_poll=params.get("standby_poll", 1.0),
             metrics_port=params.get("metrics_port"),
-            metrics_host=params.get("metrics_host", "0.0.0.0"),
-            clock_skew=params.get("clock_skew", 5.0),
-            pair_window_bytes=params.get("pair_window_bytes", 256 * 1024 * 1024),
-            shutdown_grace=params.get("shutdown_grace", 20.0),
-            moodle_lock=params.get("moodle_lock", "mysql"),
-            moodle_lock_database=params.get("moodle_lock_database"),
-            moodle_lock_prefix=params.get("moodle_lock_prefix"),
-            moodle_lock_wait=params.get("moodle_lock_wait", 2.0),
+            **given,
+            **_given(
+                params,
+                state_schema="state_schema",
+                consumer="consumer",
+                server_id="server_id",
+                pair_window="pair_window",
+                max_event_age="max_event_age",
+                suppress="suppress",
+                heartbeat="heartbeat",
+                read_timeout="read_timeout",
+                max_batch="max_batch",
+                resume="resume",
+                lock_lease="lock_lease",
+                standby_poll="standby_poll",
+                metrics_host="metrics_host",
+                clock_skew="clock_skew",
+                pair_window_bytes="pair_window_bytes",
+                shutdown_grace="shutdown_grace",
+                moodle_lock="moodle_lock",
+                moodle_lock_database="moodle_lock_database",
+                moodle_lock_prefix="moodle_lock_prefix",
+                moodle_lock_wait="moodle_lock_wait",
+            ),
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
@@ -667,39 +683,40 @@ def _replay_progress(
 
 
 # -- the cloud side: `deliver` (SQS → SES) and `events` (SES's notifications → the ledger) --------
+consumer_setting = _options_of(CONSUMER_OPTION_FIELDS)
 ledger_writer_options = _compose(
     option("--writer-dsn", help="The primary holding the state schema (the ledger): mysql://user@host:3306/moodle."),
     option("--writer-password", help="Password of the writer (better: the env var or --writer-password-file)."),
     option("--writer-password-file", type=click.Path(dir_okay=False), help="File holding the writer's password."),
     *_tls_options("writer", "the primary"),
-    option("--state-schema", default="cdc_offload", show_default=True, help="Schema of our ledger and checkpoint."),
+    consumer_setting("--state-schema", help="Schema of our ledger and checkpoint."),
 )
 
 
-def _consumer_options(default_port: int, default_concurrency: int) -> Callable[[F], F]:
+def _consumer_options(default_port: int, default_concurrency: int | None = None) -> Callable[[F], F]:
+    """`default_concurrency`: None for ConsumerSettings' own (deliver's)."""
+    concurrency = (
+        consumer_setting("--concurrency", type=int, help="Threads polling the queue.")
+        if default_concurrency is None
+        else option(
+            "--concurrency", type=int, default=default_concurrency, show_default=True, help="Threads polling the queue."
+        )
+    )
     return _compose(
         option("--queue-url", required=True, help="The SQS queue to consume (give it a redrive policy)."),
         ledger_writer_options,
-        option(
-            "--concurrency", type=int, default=default_concurrency, show_default=True, help="Threads polling the queue."
+        concurrency,
+        consumer_setting("--wait-seconds", type=int, help="SQS long poll per receive (0-20)."),
+        consumer_setting(
+            "--visibility-timeout", type=int, help="Seconds a received message stays hidden from the other workers."
         ),
-        option("--wait-seconds", type=int, default=20, show_default=True, help="SQS long poll per receive (0-20)."),
-        option(
-            "--visibility-timeout",
-            type=int,
-            default=120,
-            show_default=True,
-            help="Seconds a received message stays hidden from the other workers.",
-        ),
-        option(
+        consumer_setting(
             "--retry-delay",
             type=int,
-            default=30,
-            show_default=True,
             help="Seconds before a message that could not be finished comes back (doubling per receive, max 900).",
         ),
         option("--metrics-port", type=int, default=default_port, show_default=True, help="Port of /metrics, /healthz."),
-        option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the HTTP server binds."),
+        consumer_setting("--metrics-host", help="Address the HTTP server binds."),
         option(
             "--log-level",
             type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -709,9 +726,7 @@ def _consumer_options(default_port: int, default_concurrency: int) -> Callable[[
     )
 
 
-def build_consumer_settings(params: dict[str, Any]) -> Any:
-    from cdc_offload.deliver.settings import ConsumerSettings
-
+def build_consumer_settings(params: dict[str, Any]) -> ConsumerSettings:
     try:
         writer_url = params.get("writer_dsn")
         if not writer_url:
@@ -725,13 +740,34 @@ def build_consumer_settings(params: dict[str, Any]) -> Any:
         return ConsumerSettings(
             queue_url=params["queue_url"],
             writer=writer,
-            state_schema=params.get("state_schema", "cdc_offload"),
-            concurrency=params["concurrency"],
-            wait_seconds=params["wait_seconds"],
-            visibility_timeout=params["visibility_timeout"],
-            retry_delay=params["retry_delay"],
             metrics_port=params.get("metrics_port"),
-            metrics_host=params.get("metrics_host", "0.0.0.0"),
+            **_given(
+                params,
+                state_schema="state_schema",
+                concurrency="concurrency",
+                wait_seconds="wait_seconds",
+                visibility_timeout="visibility_timeout",
+                retry_delay="retry_delay",
+                metrics_host="metrics_host",
+            ),
+        )
+    except SettingsError as error:
+        raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
+
+
+def build_deliver_settings(params: dict[str, Any]) -> DeliverSettings:
+    consumer = build_consumer_settings(params)
+    try:
+        return DeliverSettings(
+            consumer=consumer,
+            sender=params["ses_from"],
+            **_given(
+                params,
+                configuration_set="configuration_set",
+                send_rate="send_rate",
+                send_attempts="send_attempts",
+                quota_pause="quota_pause",
+            ),
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
@@ -750,41 +786,27 @@ def _until_sigterm(run: Callable[[threading.Event], int]) -> None:
 
 
 @main.command()
-@_consumer_options(9110, 8)
+@_consumer_options(DELIVER_METRICS_PORT)
 @option("--from", "ses_from", envvar="CDC_OFFLOAD_FROM", required=True, help="Verified sender (the site's no-reply).")
-@option("--configuration-set", help="SES configuration set: where SES publishes the events `events` records.")
-@option("--send-rate", type=float, help="Sends per second for all threads (default: the account's MaxSendRate).")
-@option("--send-attempts", type=int, default=5, show_default=True, help="Tries of one copy when SES throttles.")
-@option(
-    "--quota-pause",
-    type=float,
-    default=900.0,
-    show_default=True,
-    help="Seconds to hold every message back once SES's 24-hour quota is used up.",
+@consumer_setting("--configuration-set", help="SES configuration set: where SES publishes the events `events` records.")
+@consumer_setting(
+    "--send-rate", type=float, help="Sends per second for all threads (default: the account's MaxSendRate)."
+)
+@consumer_setting("--send-attempts", type=int, help="Tries of one copy when SES throttles.")
+@consumer_setting(
+    "--quota-pause", type=float, help="Seconds to hold every message back once SES's 24-hour quota is used up."
 )
 @_with_logging
 def deliver(**params: Any) -> None:
     """Send the sidecar's SQS messages through SES: one SendEmail per recipient, deleted once all are accepted."""
     from cdc_offload.deliver.runtime import run_deliver
-    from cdc_offload.deliver.settings import DeliverSettings
 
-    consumer = build_consumer_settings(params)
-    try:
-        settings = DeliverSettings(
-            consumer=consumer,
-            sender=params["ses_from"],
-            configuration_set=params.get("configuration_set"),
-            send_rate=params.get("send_rate"),
-            send_attempts=params["send_attempts"],
-            quota_pause=params["quota_pause"],
-        )
-    except SettingsError as error:
-        raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None
+    settings = build_deliver_settings(params)
     _until_sigterm(lambda stop: run_deliver(settings, stop))
 
 
 @main.command()
-@_consumer_options(9111, 2)
+@_consumer_options(EVENTS_METRICS_PORT, EVENTS_CONCURRENCY)
 @_with_logging
 def events(**params: Any) -> None:
     """Record SES's notifications (delivered, bounced, complained, rejected, delayed) per recipient in the ledger."""

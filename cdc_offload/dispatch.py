@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+from cdc_offload.clock import SYSTEM_CLOCK, Clock
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Delivery, Job
 from cdc_offload.sinks import BREAKER_OPEN, DAILY_QUOTA, DEADLINE, NO_ANSWER, NOT_ATTEMPTED, UNREACHABLE, Sink
@@ -50,9 +51,10 @@ class WouldSend:
 
 class CircuitBreaker:
     """Opens after `threshold` dispatch rounds in a row failed for outage reasons; after `cooldown`
-    lets one round through (half-open) and closes again if it succeeds."""
+    lets rounds through again (half-open): the first to succeed closes it, one more outage reopens
+    it for another `cooldown`. Time is the injected clock's monotonic time."""
 
-    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, threshold: int, cooldown: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._threshold = threshold
         self._cooldown = cooldown
         self._clock = clock
@@ -67,7 +69,7 @@ class CircuitBreaker:
 
     def allows_call(self) -> bool:
         with self._lock:
-            return self._opened_at is None or self._clock() - self._opened_at >= self._cooldown
+            return self._opened_at is None or self._clock.monotonic() - self._opened_at >= self._cooldown
 
     def record(self, *, outage: bool) -> None:
         with self._lock:
@@ -76,7 +78,7 @@ class CircuitBreaker:
                 return
             self._failures += 1
             if self._opened_at is not None or self._failures >= self._threshold:
-                self._opened_at = self._clock()
+                self._opened_at = self._clock.monotonic()
 
 
 class Dispatcher:

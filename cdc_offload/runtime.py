@@ -53,9 +53,9 @@ def make_sink(settings: Settings) -> Sink:
     return SqsSink(settings.sink)
 
 
-def make_dispatcher(settings: Settings, metrics: Metrics) -> Dispatcher:
+def make_dispatcher(settings: Settings, metrics: Metrics, clock: Clock = SYSTEM_CLOCK) -> Dispatcher:
     """The sink behind the circuit breaker, as the options say (`run` and `replay` alike)."""
-    breaker = CircuitBreaker(settings.sink.breaker_failures, settings.sink.breaker_cooldown)
+    breaker = CircuitBreaker(settings.sink.breaker_failures, settings.sink.breaker_cooldown, clock)
     sink = make_sink(settings)
     if getattr(sink, "send_rate_unknown", False):
         metrics.ses_send_rate_unknown.inc()
@@ -86,7 +86,7 @@ def build(
 ) -> Runtime:
     metrics = metrics or Metrics()
     health = Health(max(5.0, settings.read_timeout + 2 * settings.heartbeat), clock)
-    dispatcher = make_dispatcher(settings, metrics)
+    dispatcher = make_dispatcher(settings, metrics, clock)
     store = Store(settings)
     parts = LoopParts(store, dispatcher, RecipientLookup(settings), metrics, health, clock, Tally())
     pipeline = Pipeline(settings, store, parts, Sources(source_factory, lambda: current_end(settings.source)), mode)

@@ -6,9 +6,9 @@ import os
 import re
 import ssl
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cdc_offload.moodle_lock import task_lock_key
 
@@ -77,7 +77,7 @@ def tls_settings(
     ca: str | None = None,
     cert: str | None = None,
     key: str | None = None,
-    verify_identity: bool = True,
+    verify_identity: bool | None = None,
     require: bool = False,
 ) -> TlsSettings:
     """`side` is `source` or `writer`: the prefix of the options a user would fix."""
@@ -86,9 +86,9 @@ def tls_settings(
             raise SettingsError(f"--{side}-ssl-{name}", f"{path!r} is not a readable file")
     if key and not cert:
         raise SettingsError(f"--{side}-ssl-key", f"a client key needs its certificate: --{side}-ssl-cert")
-    tls = TlsSettings(
-        ca=ca or None, cert=cert or None, key=key or None, verify_identity=verify_identity, require=require
-    )
+    # None: TlsSettings' own default (on).
+    checked = {} if verify_identity is None else {"verify_identity": verify_identity}
+    tls = TlsSettings(ca=ca or None, cert=cert or None, key=key or None, require=require, **checked)
     if tls.enabled:
         try:
             tls.context()
@@ -328,3 +328,61 @@ class Settings:
     @property
     def lock_name(self) -> str:
         return f"cdc_offload.{self.state_schema}.{self.consumer}"
+
+
+def field_default(owner: type, name: str) -> Any:
+    """The default declared on one field of a settings dataclass: the one place it is written."""
+    for declared in fields(owner):
+        if declared.name == name:
+            if declared.default is not MISSING:
+                return declared.default
+            if declared.default_factory is not MISSING:
+                return declared.default_factory()
+            raise LookupError(f"{owner.__name__}.{name} has no default")
+    raise LookupError(f"{owner.__name__} has no field {name!r}")
+
+
+# Each command-line option that sets a settings field, and that field: the option's default (in
+# --help and when neither the flag nor its CDC_OFFLOAD_* variable is given) is the field's default,
+# and `build_settings` leaves an absent option to that same default. `--metrics-port` is not here:
+# `run` listens on 9108 by default, while Settings' None means "no HTTP server" (tests, `check`).
+OPTION_FIELDS: dict[str, tuple[type, str]] = {
+    "--server-id": (Settings, "server_id"),
+    "--source-ssl-verify-identity": (TlsSettings, "verify_identity"),
+    "--writer-ssl-verify-identity": (TlsSettings, "verify_identity"),
+    "--state-schema": (Settings, "state_schema"),
+    "--consumer": (Settings, "consumer"),
+    "--table-prefix": (TableNames, "prefix"),
+    "--user-table": (TableNames, "user"),
+    "--outbox-table": (TableNames, "outbox"),
+    "--sink": (SinkSettings, "kind"),
+    "--template": (Settings, "templates"),
+    "--pair-window": (Settings, "pair_window"),
+    "--max-event-age": (Settings, "max_event_age"),
+    "--suppress": (Settings, "suppress"),
+    "--aws-deadline": (SinkSettings, "deadline"),
+    "--aws-concurrency": (SinkSettings, "concurrency"),
+    "--max-batch": (Settings, "max_batch"),
+    "--heartbeat": (Settings, "heartbeat"),
+    "--read-timeout": (Settings, "read_timeout"),
+    "--resume": (Settings, "resume"),
+    "--lock-lease": (Settings, "lock_lease"),
+    "--standby-poll": (Settings, "standby_poll"),
+    "--breaker-failures": (SinkSettings, "breaker_failures"),
+    "--breaker-cooldown": (SinkSettings, "breaker_cooldown"),
+    "--clock-skew": (Settings, "clock_skew"),
+    "--pair-window-bytes": (Settings, "pair_window_bytes"),
+    "--shutdown-grace": (Settings, "shutdown_grace"),
+    "--moodle-lock": (Settings, "moodle_lock"),
+    "--moodle-lock-database": (Settings, "moodle_lock_database"),
+    "--moodle-lock-prefix": (Settings, "moodle_lock_prefix"),
+    "--moodle-lock-wait": (Settings, "moodle_lock_wait"),
+    "--metrics-host": (Settings, "metrics_host"),
+}
+
+
+def option_default(option: str, table: dict[str, tuple[type, str]] = OPTION_FIELDS) -> Any:
+    """The default of one option, in the form click wants (a repeatable option's is a tuple)."""
+    owner, name = table[option]
+    value = field_default(owner, name)
+    return tuple(sorted(value)) if isinstance(value, frozenset) else value

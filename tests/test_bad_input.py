@@ -133,6 +133,7 @@ BAD_ADDRESSES = [
 ]
 
 
+@pytest.mark.slow
 def test_empty_malformed_and_multiple_addresses_stay_for_moodle(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     running = sidecar(moodle, sqs_sink)
     admin = moodle.admin()
@@ -155,6 +156,7 @@ EVIL_SUBJECT = "Welcome\r\nBcc: spy@evil.example\r\nX-Injected: 1\x07\u2028tail"
 
 
 @pytest.mark.parametrize("sink_kind", ["sqs", "ses"])
+@pytest.mark.slow
 def test_control_characters_in_names_and_subject_never_make_a_header(
     moodle: MoodleDatabase, sqs_sink: SinkSettings, ses_sender: str, sink_kind: str
 ) -> None:
@@ -208,6 +210,7 @@ def test_a_sender_or_configuration_set_with_a_line_break_is_refused_at_start(moo
 
 
 @pytest.mark.parametrize("sink_kind", ["sqs", "ses"])
+@pytest.mark.slow
 def test_a_subject_of_255_multibyte_characters_arrives_whole(
     moodle: MoodleDatabase, sqs_sink: SinkSettings, ses_sender: str, sink_kind: str
 ) -> None:
@@ -253,6 +256,7 @@ def test_a_body_over_the_sqs_limit_stays_for_moodle(moodle: MoodleDatabase, sqs_
     assert [m["outbox_id"] for m in sqs_messages(sqs_sink.queue_url or "")] == [small]
 
 
+@pytest.mark.slow
 def test_a_body_over_the_ses_limit_stays_for_moodle(moodle: MoodleDatabase, ses_sender: str) -> None:
     before = len(ses_messages())
     running = sidecar(moodle, SinkSettings(kind="ses", ses_from=ses_sender, deadline=5.0))
@@ -272,6 +276,7 @@ def test_a_body_over_the_ses_limit_stays_for_moodle(moodle: MoodleDatabase, ses_
 # -- what the decoder cannot take -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_invalid_utf8_bytes_stay_for_moodle_and_are_counted(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     """MariaDB refuses (or replaces) invalid UTF-8 in a utf8mb4 column, so the bytes come the way
     they do on sites whose schema stores text as bytes: a BLOB body holding non-UTF-8."""
@@ -294,6 +299,7 @@ def test_invalid_utf8_bytes_stay_for_moodle_and_are_counted(moodle: MoodleDataba
     assert message["outbox_id"] == fine and message["html_body"] == "<p>password: Pw#ok 🔑</p>"
 
 
+@pytest.mark.slow
 def test_nulls_where_moodle_never_writes_them_stay_for_moodle(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     admin = moodle.admin()
     with admin.cursor() as cursor:
@@ -331,6 +337,7 @@ def test_nulls_where_moodle_never_writes_them_stay_for_moodle(moodle: MoodleData
 # -- pairing: missing partners, the same row twice -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_user_without_its_row_and_a_row_without_its_user(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     running = sidecar(moodle, sqs_sink)
     admin = moodle.admin()
@@ -353,6 +360,7 @@ def test_a_user_without_its_row_and_a_row_without_its_user(moodle: MoodleDatabas
     assert [m["outbox_id"] for m in sqs_messages(sqs_sink.queue_url or "")] == [good]
 
 
+@pytest.mark.slow
 def test_the_same_outbox_id_seen_twice(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     admin = moodle.admin()
     start = binlog_end(moodle)
@@ -391,6 +399,7 @@ def test_the_same_outbox_id_seen_twice(moodle: MoodleDatabase, sqs_sink: SinkSet
 # -- statements that are not INSERTs, and schema changes ------------------------------------------
 
 
+@pytest.mark.slow
 def test_deletes_and_updates_on_the_watched_tables_are_ignored(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     running = sidecar(moodle, sqs_sink)
     admin = moodle.admin()
@@ -419,6 +428,7 @@ def _body(password: str) -> str:
     return f"<p>password: {password}</br></p>"
 
 
+@pytest.mark.slow
 def test_alter_table_add_column_and_reorder_while_running(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     """Rows before and after each ALTER decode with the right names: each message carries its own
     user's address and its own row's body, never a neighbouring column's value."""
@@ -460,6 +470,7 @@ def test_alter_table_add_column_and_reorder_while_running(moodle: MoodleDatabase
     assert not set(outbox_rows(moodle)) & set(expected)
 
 
+@pytest.mark.slow
 def test_a_column_we_need_renamed_while_running_leaves_its_rows_to_moodle(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:
@@ -487,6 +498,7 @@ def test_a_column_we_need_renamed_while_running_leaves_its_rows_to_moodle(
     assert [m["outbox_id"] for m in sqs_messages(sqs_sink.queue_url or "")] == [good]
 
 
+@pytest.mark.slow
 def test_ddl_and_inserts_elsewhere_are_ignored(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     running = sidecar(moodle, sqs_sink)
     admin = moodle.admin()
@@ -620,6 +632,7 @@ def ledger_count(moodle: MoodleDatabase, schema: str, status: str | None = "offl
 MEMORY_LIMIT_MB = 150
 
 
+@pytest.mark.slow
 def test_a_200000_row_unrelated_transaction_keeps_memory_bounded(
     moodle: MoodleDatabase, sqs_queue: str, tmp_path: Path
 ) -> None:
@@ -647,6 +660,7 @@ def test_a_200000_row_unrelated_transaction_keeps_memory_bounded(
     assert outbox_id not in outbox_rows(moodle)
 
 
+@pytest.mark.slow
 def test_a_5000_user_transaction_keeps_memory_bounded(moodle: MoodleDatabase, sqs_queue: str, tmp_path: Path) -> None:
     """All 5,000 pairs arrive at once. However fast AWS (here: moto, in this process) takes them,
     memory stays bounded and every row ends offloaded-and-gone or still unsent for Moodle: rows

@@ -437,6 +437,7 @@ def _table_ids(server: MariaDBSandbox, file: str) -> dict[str, int]:
     return ids
 
 
+@pytest.mark.slow
 def test_table_ids_reused_after_a_restart_are_not_mistaken_for_watched_tables(server: MariaDBSandbox) -> None:
     start = _database_with_outbox(server, "reuse", SCHEMA[SCHEMA.index("CREATE TABLE mdl_email") :].split(";")[0])
     connection = server.connect("reuse")
@@ -472,6 +473,7 @@ def test_table_ids_reused_after_a_restart_are_not_mistaken_for_watched_tables(se
     # table-map here and reports it as an Undecodable mdl_user/mdl_email row.)
 
 
+@pytest.mark.slow
 def test_blocking_reader_stays_alive_on_heartbeats(server: MariaDBSandbox) -> None:
     start = server.binlog_end()
     connection = server.connect("moodle")

@@ -280,6 +280,7 @@ def test_iomad_rows_of_a_57_binlog_equal_the_librarys_decode_given_the_same_name
     assert source.schema_queries == 2, "one look per table, at the session's start"
 
 
+@pytest.mark.slow
 def test_an_alter_between_the_rows_and_now_leaves_only_the_older_outbox_rows_to_moodle(
     own_server: MariaDBSandbox, tmp_path: Path
 ) -> None:
@@ -305,6 +306,7 @@ def test_an_alter_between_the_rows_and_now_leaves_only_the_older_outbox_rows_to_
     assert isinstance(items[-1], Commit), "read to its end"
 
 
+@pytest.mark.slow
 def test_an_alter_while_the_reader_runs_is_followed_by_reading_the_definition_again(
     own_server: MariaDBSandbox, tmp_path: Path
 ) -> None:

@@ -59,6 +59,7 @@ def test_a_statement_format_insert_is_reported_with_its_outbox_id(moodle: Moodle
     assert userid > 0
 
 
+@pytest.mark.slow
 def test_the_sidecar_counts_a_statement_format_row_and_leaves_it_to_moodle(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:

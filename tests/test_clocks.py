@@ -55,9 +55,9 @@ def _checkpoint(moodle: MoodleDatabase, schema: str) -> tuple[str, int]:
         # Inside the freshness limit (the measurement: 0 of 200 offloaded before).
         (35.0, ("offloaded", "none")),
         # Five minutes ahead: every row looks older than the limit to this host.
-        (300.0, ("stale", "too_old")),
+        pytest.param(300.0, ("stale", "too_old"), marks=pytest.mark.slow),
         # Five minutes behind: every row is stamped in this host's future, its age unknown.
-        (-300.0, ("stale", "clock_skew")),
+        pytest.param(-300.0, ("stale", "clock_skew"), marks=pytest.mark.slow),
     ],
 )
 def test_this_hosts_clock_off_against_the_database(
@@ -107,6 +107,7 @@ def _insert_outbox(admin: Any, userid: int) -> int:
         return int(cursor.lastrowid)
 
 
+@pytest.mark.slow
 def test_a_day_ahead_and_a_day_behind_in_the_middle_of_an_upload(moodle: MoodleDatabase, sqs_queue: str) -> None:
     bound = 256 * 1024
     settings = moodle.settings(

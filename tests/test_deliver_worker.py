@@ -85,6 +85,7 @@ def to_address(sent: Any) -> str:
     return str(sent.destinations["ToAddresses"][0])
 
 
+@pytest.mark.slow
 def test_every_recipient_gets_one_message_and_poison_goes_to_the_dead_letter_queue(
     moodle: MoodleDatabase, ses_sender: str
 ) -> None:
@@ -131,6 +132,7 @@ def test_every_recipient_gets_one_message_and_poison_goes_to_the_dead_letter_que
     assert poison["Body"].startswith("not a message")
 
 
+@pytest.mark.slow
 def test_throttling_slows_the_worker_and_loses_nothing(moodle: MoodleDatabase, aws_endpoint: str) -> None:
     main, dead = queue_with_dead_letters(max_receives=5)
     sqs = boto3.client("sqs")
@@ -178,6 +180,7 @@ def test_throttling_slows_the_worker_and_loses_nothing(moodle: MoodleDatabase, a
     report("deliver: SES throttled 11 of 23 sends", accepted=12, lost=0, rate_after=round(worker.rate, 2))
 
 
+@pytest.mark.slow
 def test_a_copy_slower_than_the_visibility_timeout_is_not_sent_again_by_another_worker(
     moodle: MoodleDatabase, aws_endpoint: str
 ) -> None:
@@ -302,6 +305,7 @@ def metric(port: int, name: str) -> float:
 
 
 @pytest.mark.parametrize(("crash_at", "duplicates"), [("deliver_after_ses_accept", 1), ("deliver_before_delete", 0)])
+@pytest.mark.slow
 def test_a_crash_between_ses_accept_and_sqs_delete_costs_at_most_one_counted_duplicate(
     moodle: MoodleDatabase, ses_sender: str, aws_endpoint: str, crash_at: str, duplicates: int
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cdc_offload.demo import run_demo
 
 
+@pytest.mark.slow
 def test_demo_offloads_every_user_and_leaves_the_special_cases_to_moodle() -> None:
     lines: list[str] = []
     assert run_demo(echo=lines.append, users=40) == 0, "\n".join(lines)

@@ -38,7 +38,7 @@ import yaml
 
 from cdc_offload.cli import main as cli_main
 from cdc_offload.deliver.metrics import DeliverMetrics, EventMetrics
-from cdc_offload.demo.moodle import REFERENCE_DDL
+from cdc_offload.demo.moodle import IOMAD_DDL, REFERENCE_DDL
 from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
@@ -401,6 +401,7 @@ def pod_containers(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in spec.get("containers", []) + spec.get("initContainers", []) if "cdc-offload" in c["image"]]
 
 
+@pytest.mark.slow
 def test_kubernetes_manifests_pass_the_kubernetes_schemas() -> None:
     kubernetes_validate = require_module("kubernetes_validate", "pip install kubernetes-validate (offline schemas)")
     version = kubernetes_validate.latest_version()
@@ -603,6 +604,7 @@ def test_promtool_checks_the_rules_and_the_config() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_of_every_alert_pass() -> None:
     promtool = require_tool("promtool", "apt-get install prometheus")
     result = subprocess.run(
@@ -934,34 +936,29 @@ def test_compose_stack_is_complete_and_every_reference_resolves() -> None:
         assert host in services, datasource["name"]
 
 
-def test_compose_schema_loader_has_the_real_moodle_ddl() -> None:
-    loaded = (COMPOSE.parent / "compose" / "initdb" / "10-moodle-schema.sql").read_text()
-    reference = REFERENCE_DDL.read_text()
-
-    def tables(sql: str) -> dict[str, str]:
-        return {
-            m.group(1): " ".join(m.group(0).split())
-            for m in re.finditer(r"CREATE TABLE (\w+) \(.*?\)[^;]*;", sql, re.DOTALL)
-        }
-
-    assert tables(loaded) == tables(reference)
-    assert set(tables(loaded)) == {"mdl_user", "mdl_email"}
-
-
-def test_compose_loads_iomads_recipient_tables_as_the_demo_does() -> None:
-    loaded = (COMPOSE.parent / "compose" / "initdb" / "15-iomad-tables.sql").read_text()
-    demo = (Path(__file__).resolve().parent.parent / "cdc_offload" / "demo" / "iomad_tables.sql").read_text()
-
-    def tables(sql: str) -> dict[str, str]:
-        return {
-            m.group(1): " ".join(m.group(0).split())
-            for m in re.finditer(r"CREATE TABLE `(\w+)` \(.*?\)[^;]*;", sql, re.DOTALL)
-        }
-
-    assert tables(loaded) == tables(demo)
-    assert {f"mdl_{t}" for t in ("company", "company_users", "department", "user_info_data", "config")} <= set(
-        tables(loaded)
+def test_compose_loads_the_projects_one_copy_of_the_moodle_and_iomad_ddl() -> None:
+    """The mysql service mounts the demo's SQL files themselves (no copy to drift), then the
+    compose-only site rows and accounts, in the order the image's entrypoint runs them (by name)."""
+    mounts = {}
+    for volume in compose()["services"]["mysql"]["volumes"]:
+        source, target = volume.split(":")[:2]
+        if target.startswith("/docker-entrypoint-initdb.d/"):
+            assert source.startswith("."), "a file of this repository"
+            path = (COMPOSE.parent / source).resolve()
+            assert path.is_file(), f"{source} does not exist"
+            mounts[target.removeprefix("/docker-entrypoint-initdb.d/")] = path
+    assert "/docker-entrypoint-initdb.d" not in {v.split(":")[1] for v in compose()["services"]["mysql"]["volumes"]}
+    order = [mounts[name] for name in sorted(mounts)]
+    assert order[:2] == [REFERENCE_DDL.resolve(), IOMAD_DDL.resolve()], "the tables first, from the demo's files"
+    assert [p.name for p in order[2:]] == ["17-site-seed.sql", "20-accounts.sh"]
+    # Nothing under deploy/ creates those tables again.
+    for path in (COMPOSE.parent / "compose").rglob("*.sql"):
+        assert "CREATE TABLE" not in path.read_text().upper(), f"{path.relative_to(REPO)}: a copy of the DDL"
+    seeded = set(
+        re.findall(r"INSERT INTO (\w+)", (COMPOSE.parent / "compose" / "initdb" / "17-site-seed.sql").read_text())
     )
+    created = set(re.findall(r"CREATE TABLE `?(\w+)`?", REFERENCE_DDL.read_text() + IOMAD_DDL.read_text()))
+    assert seeded and seeded <= created, "the site rows go into tables the mounted DDL creates"
 
 
 def test_compose_accounts_get_exactly_the_grants_the_program_asks_for() -> None:

@@ -67,6 +67,7 @@ def _fails_closed(env: dict[str, str], running: SidecarProcess | None = None) ->
     return refused
 
 
+@pytest.mark.slow
 def test_purged_position_exits_non_zero_naming_position_set(own_server: MariaDBSandbox, aws_endpoint: str) -> None:
     moodle = moodle_database(own_server, database="purged")
     queue_url = make_queue(False, "purge")
@@ -103,6 +104,7 @@ def test_purged_position_exits_non_zero_naming_position_set(own_server: MariaDBS
     report("PURGE BINARY LOGS past the checkpoint while stopped", exit_code=EXIT_FAIL_CLOSED, **verdict.numbers())
 
 
+@pytest.mark.slow
 def test_binlog_switched_off_exits_non_zero(own_server: MariaDBSandbox, aws_endpoint: str) -> None:
     moodle = moodle_database(own_server, database="nobinlog")
     queue_url = make_queue(False, "nobinlog")
@@ -118,6 +120,7 @@ def test_binlog_switched_off_exits_non_zero(own_server: MariaDBSandbox, aws_endp
     report("binlog switched off while stopped", exit_code=EXIT_FAIL_CLOSED)
 
 
+@pytest.mark.slow
 def test_compressed_events_mid_stream_fail_closed_not_skipped(own_server: MariaDBSandbox, aws_endpoint: str) -> None:
     moodle = moodle_database(own_server, database="compressed")
     queue_url = make_queue(False, "compressed")
@@ -143,6 +146,7 @@ def test_compressed_events_mid_stream_fail_closed_not_skipped(own_server: MariaD
     report("compressed binlog events mid-stream", exit_code=EXIT_FAIL_CLOSED, **verdict.numbers())
 
 
+@pytest.mark.slow
 def test_server_id_clash_fails_closed(own_server: MariaDBSandbox, aws_endpoint: str) -> None:
     from pymysqlreplication import BinLogStreamReader
 

@@ -145,6 +145,7 @@ def quota_ses() -> Iterator[FakeSes]:
     yield from _fake(["quota"])
 
 
+@pytest.mark.slow
 def test_throttling_slows_down_and_every_message_still_goes(throttling_ses: FakeSes) -> None:
     sink = _sink(throttling_ses)
     before = sink.rate

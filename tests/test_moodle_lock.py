@@ -36,6 +36,7 @@ def test_key_equals_what_the_server_computes_from_moodles_formula(db_server: Any
     assert task_lock_key(database, prefix) == expected
 
 
+@pytest.mark.slow
 def test_while_the_tasks_lock_is_held_the_sidecar_waits_instead_of_claiming(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:

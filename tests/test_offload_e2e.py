@@ -44,6 +44,7 @@ def assert_delivered_once(messages: list[dict[str, Any]], expected: dict[int, Ne
         assert message["schema_version"] == 2
 
 
+@pytest.mark.slow
 def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:
@@ -64,6 +65,7 @@ def test_iomad_style_users_arrive_once_in_sqs_and_leave_the_outbox(
     assert all(recorded[i]["message_id"] for i in expected)
 
 
+@pytest.mark.slow
 def test_bulk_import_in_one_transaction(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     running = sidecar(moodle, sqs_sink)
     users = make_users(500, start=10_000)
@@ -75,6 +77,7 @@ def test_bulk_import_in_one_transaction(moodle: MoodleDatabase, sqs_sink: SinkSe
     assert not set(outbox_rows(moodle)) & {o for _, o in ids}
 
 
+@pytest.mark.slow
 def test_ses_delivers_html_with_a_text_alternative(moodle: MoodleDatabase, ses_sender: str) -> None:
     before = len(ses_messages())
     running = sidecar(moodle, SinkSettings(kind="ses", ses_from=ses_sender, deadline=5.0))
@@ -98,6 +101,7 @@ def test_ses_delivers_html_with_a_text_alternative(moodle: MoodleDatabase, ses_s
     assert {r["status"] for r in ledger(moodle, running.settings.state_schema).values()} == {"offloaded"}
 
 
+@pytest.mark.slow
 def test_rows_that_are_not_ours_stay_for_moodle_and_the_ledger_says_why(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:
@@ -152,6 +156,7 @@ def test_a_users_other_queued_mail_survives(moodle: MoodleDatabase, sqs_sink: Si
     assert remaining[other_row] is None, "the other mail is still queued, unsent, for Moodle"
 
 
+@pytest.mark.slow
 def test_mark_sent_mode_keeps_the_row_and_sets_sent(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     running = sidecar(moodle, sqs_sink, suppress="mark-sent")
     _, outbox_id = create_user_iomad(moodle.admin(), NewUser("marked", "marked@example.org", "Pw#3"))
@@ -162,6 +167,7 @@ def test_mark_sent_mode_keeps_the_row_and_sets_sent(moodle: MoodleDatabase, sqs_
     assert len(sqs_messages(sqs_sink.queue_url or "")) == 1
 
 
+@pytest.mark.slow
 def test_stop_half_way_and_restart_misses_nothing_and_sends_nothing_twice(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:
@@ -183,6 +189,7 @@ def test_stop_half_way_and_restart_misses_nothing_and_sends_nothing_twice(
     assert not set(outbox_rows(moodle)) & set(expected)
 
 
+@pytest.mark.slow
 def test_another_prefix_renamed_and_extra_columns_work_unchanged(db_server: Any, sqs_sink: SinkSettings) -> None:
     from cdc_offload.demo.stack import moodle_database
 
@@ -199,6 +206,7 @@ def test_another_prefix_renamed_and_extra_columns_work_unchanged(db_server: Any,
     assert_delivered_once(sqs_messages(sqs_sink.queue_url or ""), expected)
 
 
+@pytest.mark.slow
 def test_canary_password_never_reaches_logs_or_ledger(
     moodle: MoodleDatabase, sqs_sink: SinkSettings, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -227,6 +235,7 @@ def test_canary_password_never_reaches_logs_or_ledger(
     assert any(CANARY in m["html_body"] for m in sqs_messages(sqs_sink.queue_url or "") if m["outbox_id"] == outbox_id)
 
 
+@pytest.mark.slow
 def test_ses_sends_every_recipient_iomad_would_its_own_tagged_email(moodle: MoodleDatabase, ses_sender: str) -> None:
     """Direct SES: the user, the template's other address and the company manager each get a
     separate email (as IOMAD's task sends them), tagged with the copy it is; the ledger has each

@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from cdc_offload.cli import main
@@ -53,6 +54,7 @@ def cli_env(moodle: MoodleDatabase, queue_url: str, schema: str) -> dict[str, st
     }
 
 
+@pytest.mark.slow
 def test_metrics_health_and_ledger_endpoints_during_a_run(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     port = free_port()
     running = Sidecar(moodle.settings(sqs_sink, metrics_port=port, metrics_host="127.0.0.1", **FAST)).start()
@@ -95,6 +97,7 @@ def test_metrics_health_and_ledger_endpoints_during_a_run(moodle: MoodleDatabase
     running.stop()
 
 
+@pytest.mark.slow
 def test_healthz_turns_503_when_the_replica_link_is_cut_and_200_when_it_is_back(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:
@@ -121,6 +124,7 @@ def test_healthz_turns_503_when_the_replica_link_is_cut_and_200_when_it_is_back(
     running.stop()
 
 
+@pytest.mark.slow
 def test_replay_dry_run_of_a_handled_stretch_changes_nothing(moodle: MoodleDatabase, sqs_sink: SinkSettings) -> None:
     settings = moodle.settings(sqs_sink, **FAST)
     running = Sidecar(settings).start()
@@ -146,6 +150,7 @@ def test_replay_dry_run_of_a_handled_stretch_changes_nothing(moodle: MoodleDatab
     assert len(queue_before) == 10 and sqs_messages(sqs_sink.queue_url or "") == []
 
 
+@pytest.mark.slow
 def test_replay_of_a_stretch_missed_while_stopped_reports_stale_unless_ignore_age(
     moodle: MoodleDatabase, sqs_sink: SinkSettings
 ) -> None:
@@ -198,6 +203,7 @@ def test_position_set_is_refused_while_another_instance_is_active(
     assert shown.output.strip() == "binlog.000001:4"
 
 
+@pytest.mark.slow
 def test_check_names_statement_binlog_and_run_refuses(sqs_queue: str) -> None:
     server = MariaDBSandbox(
         binlog_options=("--log-bin=binlog", "--binlog-format=STATEMENT", "--binlog-row-metadata=FULL")

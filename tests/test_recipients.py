@@ -153,6 +153,7 @@ def test_the_default_template_goes_to_the_user_and_the_company_managers_only(
     assert answer.sender == Sender(address=None, name="Demo Academy", reply_to=())
 
 
+@pytest.mark.slow
 def test_the_task_account_and_inactive_managers_get_no_copy_and_a_manager_in_two_departments_gets_one(
     site: Site, lookup: RecipientLookup
 ) -> None:
@@ -173,12 +174,14 @@ def test_the_task_account_and_inactive_managers_get_no_copy_and_a_manager_in_two
     assert copies(resolve(lookup, job)) == [(USER, "learner@example.org"), (MANAGER, "hr@acme.example")]
 
 
+@pytest.mark.slow
 def test_disabledmanager_sends_to_the_user_alone(site: Site, lookup: RecipientLookup) -> None:
     site.manager("ceo@acme.example", department=1)
     job = site.new_user(iomad_headers(disabledmanager=1))
     assert copies(resolve(lookup, job)) == [(USER, "learner@example.org")]
 
 
+@pytest.mark.slow
 def test_emailto_and_emailcc_users_in_order_without_the_suspended_one(site: Site, lookup: RecipientLookup) -> None:
     to_a = site.account("to-a@acme.example")
     to_suspended = site.account("to-suspended@acme.example", suspended=1)
@@ -198,6 +201,7 @@ def test_emailto_and_emailcc_users_in_order_without_the_suspended_one(site: Site
     ]
 
 
+@pytest.mark.slow
 def test_emailtoother_skips_what_moodle_calls_invalid_and_keeps_the_rest(site: Site, lookup: RecipientLookup) -> None:
     headers = iomad_headers(
         emailtoother="hr-inbox@acme-partner.example,not-an-address, spaced@acme-partner.example,x@localhost",
@@ -212,6 +216,7 @@ def test_emailtoother_skips_what_moodle_calls_invalid_and_keeps_the_rest(site: S
     ]
 
 
+@pytest.mark.slow
 def test_an_address_moodle_accepts_but_the_sidecar_would_not_send_exactly_leaves_the_row(
     site: Site, lookup: RecipientLookup
 ) -> None:
@@ -220,6 +225,7 @@ def test_an_address_moodle_accepts_but_the_sidecar_would_not_send_exactly_leaves
 
 
 @pytest.mark.parametrize("whose", ["company", "site"])
+@pytest.mark.slow
 def test_supervisor_addresses_come_from_the_company_field_else_the_sites(
     site: Site, lookup: RecipientLookup, whose: str
 ) -> None:
@@ -245,6 +251,7 @@ def test_supervisor_addresses_come_from_the_company_field_else_the_sites(
     ]
 
 
+@pytest.mark.slow
 def test_disabledsupervisor_sends_no_supervisor_copy(site: Site, lookup: RecipientLookup) -> None:
     site.config("companyemailprofileid", "7")
     job = site.new_user(iomad_headers(disabledsupervisor=1))
@@ -257,6 +264,7 @@ def test_disabledsupervisor_sends_no_supervisor_copy(site: Site, lookup: Recipie
 # -- from whom ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_emailfromother_with_the_company_name_and_a_stored_reply_to(site: Site, lookup: RecipientLookup) -> None:
     site.sql("UPDATE mdl_company SET name = 'Acme Corp' WHERE id = 1")
     headers = iomad_headers(
@@ -270,6 +278,7 @@ def test_emailfromother_with_the_company_name_and_a_stored_reply_to(site: Site, 
     assert answer.sender == Sender(address="training@acme.example", name="Acme Corp", reply_to=("help@acme.example",))
 
 
+@pytest.mark.slow
 def test_emailfrom_user_wins_over_emailfromother_and_a_plain_name(site: Site, lookup: RecipientLookup) -> None:
     sender = site.account("coordinator@acme.example", "Grace")
     headers = iomad_headers(emailfrom=str(sender), emailfromother="training@acme.example", emailfromothername="Team")
@@ -280,6 +289,7 @@ def test_emailfrom_user_wins_over_emailfromother_and_a_plain_name(site: Site, lo
     assert isinstance(named, Envelope) and named.sender == Sender(address=None, name="Acme Training Team")
 
 
+@pytest.mark.slow
 def test_the_support_user_account_names_the_sender_when_the_site_sets_one(site: Site, lookup: RecipientLookup) -> None:
     site.config("supportuserid", str(site.account("support@academy.example", "Sam")))
     answer = resolve(lookup, site.new_user(iomad_headers()))
@@ -289,6 +299,7 @@ def test_the_support_user_account_names_the_sender_when_the_site_sets_one(site: 
 # -- rows left to Moodle ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_template_disabled_for_the_company_is_left_to_moodle(site: Site, lookup: RecipientLookup) -> None:
     site.sql("INSERT INTO mdl_email_template (companyid, name, lang, disabled) VALUES (1, 'user_create', 'en', 1)")
     assert resolve(lookup, site.new_user(iomad_headers())) is Reason.TEMPLATE_DISABLED
@@ -297,6 +308,7 @@ def test_a_template_disabled_for_the_company_is_left_to_moodle(site: Site, looku
     assert isinstance(resolve(lookup, site.new_user(iomad_headers())), Envelope)
 
 
+@pytest.mark.slow
 def test_an_attachment_is_left_to_moodle(site: Site, lookup: RecipientLookup) -> None:
     attachment = phpserialize.phpobject("stdClass", {"filepath": "/data/filedir/ab/cd/abcd", "filename": "logo.png"})
     job = site.new_user(iomad_headers(extra={"attachment": attachment}))
@@ -307,6 +319,7 @@ def test_an_attachment_is_left_to_moodle(site: Site, lookup: RecipientLookup) ->
     ("name", "value", "reason"),
     [("divertallemailsto", "qa@academy.example", Reason.DIVERTED), ("noemailever", "1", Reason.NO_EMAIL_EVER)],
 )
+@pytest.mark.slow
 def test_site_settings_that_change_every_email_leave_the_row(
     site: Site, lookup: RecipientLookup, name: str, value: str, reason: Reason
 ) -> None:
@@ -343,10 +356,12 @@ def test_the_users_current_row_decides(site: Site, lookup: RecipientLookup) -> N
     ],
     ids=["truncated", "other-class", "string-template", "bcc", "deep", "reference", "two-reply-to"],
 )
+@pytest.mark.slow
 def test_bad_or_hostile_headers_are_left_to_moodle(site: Site, lookup: RecipientLookup, headers: str) -> None:
     assert resolve(lookup, site.new_user(headers)) is Reason.BAD_HEADERS
 
 
+@pytest.mark.slow
 def test_without_a_frozen_template_the_companys_current_one_applies(site: Site, lookup: RecipientLookup) -> None:
     site.manager("ceo@acme.example", department=1)
     # Nothing in the tables: IOMAD's built-in default (user and company managers).
@@ -364,6 +379,7 @@ def test_without_a_frozen_template_the_companys_current_one_applies(site: Site, 
     ]
 
 
+@pytest.mark.slow
 def test_a_row_without_a_frozen_template_whose_company_template_sets_a_sender_is_left_to_moodle(
     site: Site, lookup: RecipientLookup
 ) -> None:
@@ -408,6 +424,7 @@ def test_an_unreadable_table_leaves_the_round_to_moodle_and_logs_no_content(
         assert secret not in logged
 
 
+@pytest.mark.slow
 def test_one_round_answers_many_rows_of_different_shapes(site: Site, lookup: RecipientLookup) -> None:
     site.manager("ceo@acme.example", department=1)
     plain = [site.new_user(iomad_headers(), email=f"l{n}@example.org") for n in range(40)]
@@ -480,6 +497,7 @@ _SERIALIZED_PIECES = st.sampled_from(
         ).map(lambda value: bytes(phpserialize.dumps(value)).decode("utf-8", "replace")),
     )
 )
+@pytest.mark.slow
 def test_the_parser_raises_nothing_but_its_own_problem(text: str) -> None:
     try:
         parse_headers(text)

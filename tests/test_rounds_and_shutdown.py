@@ -13,6 +13,8 @@ import os
 import signal
 from typing import Any
 
+import pytest
+
 from cdc_offload.demo.moodle import create_user_iomad, create_users_bulk, make_users
 from cdc_offload.demo.stack import MoodleDatabase
 from cdc_offload.runtime import EXIT_UNSUPPRESSED
@@ -51,6 +53,7 @@ def _reinsert(admin: Any, prefix: str, outbox_id: int, newcomers: list[str]) -> 
     return ids
 
 
+@pytest.mark.slow
 def test_a_crash_after_committing_the_older_round_re_reads_the_round_being_started(
     moodle: MoodleDatabase, aws_endpoint: str
 ) -> None:
@@ -119,6 +122,7 @@ def _stop_while_the_primary_refuses(
     return sidecar, code, ids, queue_url
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_primary_refuses_retries_the_suppressions_within_the_grace(
     moodle: MoodleDatabase, aws_endpoint: str
 ) -> None:
@@ -130,6 +134,7 @@ def test_sigterm_while_the_primary_refuses_retries_the_suppressions_within_the_g
     assert len(verdict.offloaded) == len(ids) and verdict.duplicates == 0, verdict
 
 
+@pytest.mark.slow
 def test_sigterm_with_the_primary_gone_for_good_says_so_once_and_exits_non_zero(
     moodle: MoodleDatabase, aws_endpoint: str
 ) -> None:

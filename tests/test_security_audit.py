@@ -89,6 +89,7 @@ def _latest_release_advisories(name: str, version: str) -> list[str] | None:
     return [str(v.get("id")) for v in project["vulnerabilities"] if not v.get("withdrawn")]
 
 
+@pytest.mark.slow
 def test_pip_audit_finds_no_known_vulnerability_in_the_locked_dependencies() -> None:
     command = [*_pip_audit(), "-r", str(LOCK), "--disable-pip", "--format", "json", "--progress-spinner", "off"]
     try:

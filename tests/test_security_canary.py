@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from cdc_offload.cli import main
@@ -48,6 +49,7 @@ def kill_connections(moodle: MoodleDatabase, user: str, command: str | None = No
     return killed
 
 
+@pytest.mark.slow
 def test_the_canary_never_leaves_the_message_it_belongs_to(
     moodle: MoodleDatabase, sqs_sink: SinkSettings, tmp_path: Path
 ) -> None:
@@ -140,7 +142,8 @@ def test_the_canary_never_leaves_the_message_it_belongs_to(
     # Where it belongs: the message AWS accepted, and nowhere else.
     recorded = ledger(moodle, schema)
     assert recorded[offloaded]["status"] == recorded[late]["status"] == "offloaded"
-    assert (recorded[bad_address]["status"], recorded[too_large]["reason"]) == ("skipped", "too_large")
+    assert (recorded[bad_address]["status"], recorded[bad_address]["reason"]) == ("skipped", "bad_address")
+    assert (recorded[too_large]["status"], recorded[too_large]["reason"]) == ("fallback", "too_large")
     assert broken not in recorded or recorded[broken]["status"] != "offloaded"
     remaining = outbox_rows(moodle)
     assert {bad_address, too_large, broken, late} <= set(remaining) and offloaded not in remaining

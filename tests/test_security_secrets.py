@@ -132,6 +132,7 @@ def test_a_wrong_password_or_an_unreadable_file_is_reported_without_the_secret(
     assert CANARY not in result.output
 
 
+@pytest.mark.slow
 def test_the_real_process_failing_to_connect_prints_no_secret(
     moodle: MoodleDatabase, sqs_queue: str, tmp_path: Path
 ) -> None:

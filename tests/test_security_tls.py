@@ -90,6 +90,7 @@ def encrypted_threads(server: MariaDBSandbox, user: str) -> list[tuple[str, str]
         admin.close()
 
 
+@pytest.mark.slow
 def test_the_sidecar_runs_over_verified_tls_and_every_connection_is_encrypted(
     tls_server: MariaDBSandbox, tls_moodle: MoodleDatabase, pki: Pki, sqs_sink: SinkSettings
 ) -> None:

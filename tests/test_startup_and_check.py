@@ -84,6 +84,7 @@ def _configmap_env() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("deploy_file", ["compose", "kubernetes"])
+@pytest.mark.slow
 def test_the_process_started_with_a_deploy_files_environment_says_one_sentence(
     deploy_file: str, tmp_path: Path
 ) -> None:
@@ -195,6 +196,7 @@ def test_ses_pacing_when_get_account_is_refused(ses_sender: str, capsys: pytest.
 # -- replay and the breaker's cooldown -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_replay_honours_the_breaker_cooldown(
     moodle: MoodleDatabase, aws_endpoint: str, sqs_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,6 +223,7 @@ def test_replay_honours_the_breaker_cooldown(
 # -- a deadline AWS may answer after ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_request_aws_takes_after_our_deadline_is_counted_uncertain(
     moodle: MoodleDatabase, aws_endpoint: str, sqs_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

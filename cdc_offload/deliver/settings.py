@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc_offload.settings import Dsn, SettingsError, identifier
+from cdc_offload.settings import Dsn, SettingsError, TlsSettings, identifier
+
+# Where each consumer's HTTP server listens unless told (CLI only: None in the settings, as in the
+# tests, means no HTTP server), and `events`' threads: it only records SES's notifications.
+DELIVER_METRICS_PORT = 9110
+EVENTS_METRICS_PORT = 9111
+EVENTS_CONCURRENCY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +74,21 @@ class DeliverSettings:
             raise SettingsError("--send-attempts", "must be at least 1")
         if self.quota_pause < 1:
             raise SettingsError("--quota-pause", "must be at least 1 second")
+
+
+# Each option of `deliver` and `events` that sets a field, and that field: the option's default is
+# the field's (see cdc_offload.settings.OPTION_FIELDS for `run`'s). `--concurrency` is `deliver`'s
+# here; `events` declares EVENTS_CONCURRENCY above.
+CONSUMER_OPTION_FIELDS: dict[str, tuple[type, str]] = {
+    "--writer-ssl-verify-identity": (TlsSettings, "verify_identity"),
+    "--state-schema": (ConsumerSettings, "state_schema"),
+    "--concurrency": (ConsumerSettings, "concurrency"),
+    "--wait-seconds": (ConsumerSettings, "wait_seconds"),
+    "--visibility-timeout": (ConsumerSettings, "visibility_timeout"),
+    "--retry-delay": (ConsumerSettings, "retry_delay"),
+    "--metrics-host": (ConsumerSettings, "metrics_host"),
+    "--configuration-set": (DeliverSettings, "configuration_set"),
+    "--send-rate": (DeliverSettings, "send_rate"),
+    "--send-attempts": (DeliverSettings, "send_attempts"),
+    "--quota-pause": (DeliverSettings, "quota_pause"),
+}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,45 @@ def accepted_by_sqs(queue_url: str) -> Counter[int]:
     return counts
 
 
+class SqsReceipts:
+    """Every message moto's SQS took in from a SendMessage(Batch), per queue and outbox id, counted
+    as it arrives and before a FIFO queue's dedup id turns a resend into a no-op: what AWS received,
+    which the queue's contents (`accepted_by_sqs`) cannot show. Read from moto, never from our logs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, Counter[int]] = {}
+
+    def record(self, queue_name: str, body: str) -> None:
+        outbox_id = int(json.loads(body)["outbox_id"])
+        with self._lock:
+            self._counts.setdefault(queue_name, Counter())[outbox_id] += 1
+
+    def of(self, queue_url: str) -> Counter[int]:
+        with self._lock:
+            return Counter(self._counts.get(queue_url.rstrip("/").rsplit("/", 1)[1], Counter()))
+
+
+def record_sqs_receipts() -> tuple[SqsReceipts, Callable[[], None]]:
+    """Counts every message moto's queues take in (moto runs in the test process). Returns the
+    receipts and an undo function."""
+    from moto.sqs.models import Queue
+
+    receipts = SqsReceipts()
+    original = Queue.add_message
+
+    def add_message(self: Any, message: Any) -> None:
+        receipts.record(self.name, message.body)
+        original(self, message)
+
+    Queue.add_message = add_message  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Queue.add_message = original  # type: ignore[method-assign]
+
+    return receipts, undo
+
+
 @dataclass
 class Verdict:
     candidates: int
@@ -46,6 +87,11 @@ class Verdict:
     strangers: list[int] = field(default_factory=list)
     # What the ledger says about each row that is not a clean offload (for the failure message).
     ledger_of_odd_rows: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def duplicate_ids(self) -> set[int]:
+        """The rows a user gets (or will get) more than once."""
+        return set(self.accepted_twice) | set(self.accepted_and_queued) | set(self.raced)
 
     @property
     def duplicates(self) -> int:

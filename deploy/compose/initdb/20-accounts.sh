@@ -1,4 +1,4 @@
-# Sourced (not executed) by the mysql image's entrypoint after 10-moodle-schema.sql, so
+# Sourced (not executed) by the mysql image's entrypoint after the schema and seed files, so
 # docker_process_sql is at hand. The least-privilege accounts `cdc-offload init` prints GRANTs for
 # (tests/test_deploy_artifacts.py checks these GRANTs against the program's own list), plus a
 # read-only account for Grafana's ledger table panel. Passwords come from the compose secrets.

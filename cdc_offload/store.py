@@ -18,8 +18,9 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from cdc_offload import tls
 from cdc_offload.model import Checkpoint, Claimed, Position, Reason, Recorded, Resolution, Status
+from cdc_offload.mysql_connection import connect
+from cdc_offload.mysql_errors import describe
 from cdc_offload.settings import Dsn, Settings
 
 
@@ -141,29 +142,6 @@ def grant_statements(settings: Settings, reader_user: str, writer_user: str, hos
     ]
 
 
-def connect(dsn: Dsn, *, autocommit: bool, read_timeout: float | None = 30.0) -> pymysql.Connection[Any]:
-    # Through cdc_offload.tls: the DSN's TLS settings, clear TLS errors, encryption verified when required.
-    connection = tls.connect(
-        dsn,
-        {
-            "host": dsn.host,
-            "port": dsn.port,
-            "user": dsn.user,
-            "password": dsn.password,
-            "database": dsn.database or None,
-            "charset": "utf8mb4",
-            "autocommit": autocommit,
-            "connect_timeout": 5,
-            "read_timeout": read_timeout,
-            "write_timeout": read_timeout,
-        },
-    )
-    with connection.cursor() as cursor:
-        # Ledger times are UTC whatever the server's zone.
-        cursor.execute("SET time_zone = '+00:00'")
-    return connection
-
-
 def _placeholders(count: int, one: str = "%s") -> str:
     return ", ".join([one] * count)
 
@@ -193,7 +171,7 @@ class Store:
             self._commit()
         except pymysql.err.Error as error:
             self.close()
-            raise StoreError(f"cannot connect to the primary {self._settings.writer}: {_mysql_code(error)}") from None
+            raise StoreError(f"cannot connect to the primary {self._settings.writer}: {describe(error)}") from None
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -228,7 +206,7 @@ class Store:
             return bool(row and row[0] == 1)
         except pymysql.err.Error as error:
             self.close()
-            raise StoreError(f"lock request failed: {_mysql_code(error)}") from None
+            raise StoreError(f"lock request failed: {describe(error)}") from None
 
     def holds_lock(self) -> bool:
         try:
@@ -252,7 +230,7 @@ class Store:
             raise
         except pymysql.err.Error as error:
             self.close()
-            raise StoreError(f"lock check failed: {_mysql_code(error)}") from None
+            raise StoreError(f"lock check failed: {describe(error)}") from None
 
     def _commit(self) -> None:
         assert self._connection is not None
@@ -294,7 +272,7 @@ class Store:
             self._commit()
         except pymysql.err.Error as error:
             self._rollback_quietly()
-            raise StoreError(f"cannot read the checkpoint: {_mysql_code(error)}") from None
+            raise StoreError(f"cannot read the checkpoint: {describe(error)}") from None
         if row is None:
             return None
         return Checkpoint(
@@ -310,7 +288,7 @@ class Store:
             self._commit()
         except pymysql.err.Error as error:
             self._rollback_quietly()
-            raise StoreError(f"cannot write the checkpoint: {_mysql_code(error)}") from None
+            raise StoreError(f"cannot write the checkpoint: {describe(error)}") from None
 
     def _write_checkpoint(self, cursor: pymysql.cursors.Cursor, checkpoint: Checkpoint) -> None:
         cursor.execute(
@@ -360,7 +338,7 @@ class Store:
             return found
         except pymysql.err.Error as error:
             self._rollback_quietly()
-            raise StoreError(f"cannot read the ledger: {_mysql_code(error)}") from None
+            raise StoreError(f"cannot read the ledger: {describe(error)}") from None
 
     def claim(self, claims: Sequence[Resolution], task_lock: str | None, wait: float) -> Claimed | None:
         """Take rows from the outbox before AWS sees them (claim-first): under the lock IOMAD's
@@ -408,7 +386,7 @@ class Store:
             # The server releases a named lock with the session: closing cannot leave the task locked out.
             self._rollback_quietly()
             self.close()
-            raise StoreError(f"claim on the primary failed: {_mysql_code(error)}") from None
+            raise StoreError(f"claim on the primary failed: {describe(error)}") from None
 
     def _lock_unsent(self, cursor: pymysql.cursors.Cursor, rows: Sequence[Resolution]) -> set[int]:
         """Exact id AND user AND still unsent, locked: never `WHERE userid = X` alone (a user can
@@ -445,7 +423,7 @@ class Store:
         except pymysql.err.Error as error:
             self._rollback_quietly()
             self.close()
-            raise StoreError(f"commit on the primary failed: {_mysql_code(error)}") from None
+            raise StoreError(f"commit on the primary failed: {describe(error)}") from None
 
     def _settle(self, cursor: pymysql.cursors.Cursor, resolutions: Sequence[Resolution]) -> list[Resolution]:
         marks: dict[tuple[int, bool], list[int]] = {}
@@ -561,7 +539,7 @@ class Store:
             self._commit()
         except pymysql.err.Error as error:
             self._rollback_quietly()
-            raise StoreError(f"cannot read the ledger: {_mysql_code(error)}") from None
+            raise StoreError(f"cannot read the ledger: {describe(error)}") from None
         return [
             Resolution(
                 int(row[0]),
@@ -607,7 +585,7 @@ class Store:
         except pymysql.err.Error as error:
             self._rollback_quietly()
             self.close()
-            raise StoreError(f"cannot record duplicates: {_mysql_code(error)}") from None
+            raise StoreError(f"cannot record duplicates: {describe(error)}") from None
 
 
 def address_hash(address: str) -> str:
@@ -679,13 +657,3 @@ def _optional_int(value: object) -> int | None:
 
 def _optional_str(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def _mysql_code(error: BaseException) -> str:
-    """A MySQL error as code and server text; never our own SQL parameters (they can hold ids only,
-    but the server's text for a failed statement must not echo row content either)."""
-    if isinstance(error, tls.TlsError):
-        return error.message
-    if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
-        return f"MySQL error {error.args[0]}"
-    return type(error).__name__

@@ -56,6 +56,9 @@ class MemoryStore:
     def ensure_leader(self) -> None:
         self.last_used = self._clock.monotonic()
 
+    def keep_alive(self) -> None:
+        self.ensure_leader()
+
     def recorded(self, outbox_ids: Sequence[int]) -> dict[int, Recorded]:
         found = {i: self.ledger[i] for i in outbox_ids if i in self.ledger}
         return {i: Recorded(r.status.value, r.claim_mark, 0.0) for i, r in found.items()}

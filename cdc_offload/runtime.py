@@ -87,7 +87,7 @@ def build(
     metrics = metrics or Metrics()
     health = Health(stall_after=max(5.0, settings.read_timeout + 2 * settings.heartbeat))
     dispatcher = make_dispatcher(settings, metrics)
-    store = Store(settings)
+    store = Store(settings, clock)
     parts = LoopParts(store, dispatcher, RecipientLookup(settings), metrics, health, clock, Tally())
     pipeline = Pipeline(settings, store, parts, Sources(source_factory, lambda: current_end(settings.source)), mode)
     server = None

@@ -12,6 +12,7 @@ import pytest
 
 from cdc_offload.model import Checkpoint, Position, Reason, Resolution, Status
 from cdc_offload.mysql_errors import describe
+from cdc_offload.replaying import DryRun, KeepLivePosition
 from cdc_offload.settings import Settings, SinkSettings, parse_dsn
 from cdc_offload.store import LeadershipLost, Store, StoreError
 from cdc_offload.store.checkpoint import CheckpointTable
@@ -19,7 +20,7 @@ from cdc_offload.store.connection import Link
 from cdc_offload.store.lease import ConsumerLock, Lease
 from cdc_offload.store.ledger import Ledger
 from cdc_offload.store.outbox import Outbox
-from cdc_offload.store.protocols import LeaderStore
+from cdc_offload.store.protocols import LeaderStore, SessionStore
 from cdc_offload.tls import TlsError
 from tests.support.loop_fakes import FakeClock
 from tests.support.memory_store import MemoryStore
@@ -237,3 +238,21 @@ def test_describe_never_repeats_the_servers_text() -> None:
     assert describe(TlsError("TLS to x refused")) == "TLS to x refused"
     assert describe(StoreError("cannot read the ledger: MySQL error 1146")).endswith("MySQL error 1146")
     assert describe(ValueError(SECRET)) == "ValueError"
+
+
+# -- a replay's stores ----------------------------------------------------------------------------
+def test_a_replay_never_moves_the_live_checkpoint_and_a_dry_run_writes_nothing() -> None:
+    live = MemoryStore(FakeClock())
+    live.checkpoint = Checkpoint(Position("binlog.000005", 4))
+    live.outbox_insert(1, 11, None)
+    replay: SessionStore = KeepLivePosition(live)
+    claim = replay.claim([resolution(1, Status.CLAIMED, None)], None, 1.0)
+    assert claim is not None and claim.outbox_ids == {1}
+    replay.commit([resolution(1, mark=claim.mark)], Checkpoint(Position("binlog.000001", 900)))
+    assert live.checkpoint == Checkpoint(Position("binlog.000005", 4)) and live.ledger[1].status is Status.OFFLOADED
+
+    live.outbox_insert(2, 12, None)
+    dry: SessionStore = DryRun(live)
+    assert dry.claim([resolution(2, Status.CLAIMED, None)], None, 1.0) is not None
+    dry.commit([resolution(2)], Checkpoint(Position("binlog.000009", 4)))
+    assert live.unsent(2) and 2 not in live.ledger and live.checkpoint == Checkpoint(Position("binlog.000005", 4))

@@ -256,3 +256,23 @@ def test_a_replay_never_moves_the_live_checkpoint_and_a_dry_run_writes_nothing()
     assert dry.claim([resolution(2, Status.CLAIMED, None)], None, 1.0) is not None
     dry.commit([resolution(2)], Checkpoint(Position("binlog.000009", 4)))
     assert live.unsent(2) and 2 not in live.ledger and live.checkpoint == Checkpoint(Position("binlog.000005", 4))
+
+
+def test_the_store_depends_on_nothing_of_the_loop_above_it() -> None:
+    """source → correlate → decide → dispatch → store: the store never reaches back up."""
+    import ast
+    from pathlib import Path
+
+    above = ("session", "pipeline", "correlate", "dispatch", "cli", "claiming", "replaying", "runtime", "operations")
+    package = Path(__file__).resolve().parent.parent / "cdc_offload" / "store"
+    reaching_up = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                # `from cdc_offload import session` names the module in the alias.
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            reaching_up += [f"{path.name}: {n}" for n in names if n.split(".")[:2][-1] in above]
+    assert reaching_up == []

@@ -13,11 +13,12 @@ from cdc_offload.clock import Clock
 from cdc_offload.errors import ReplicaUnreachable
 from cdc_offload.faults import crash_point
 from cdc_offload.metrics import Metrics
-from cdc_offload.model import Claimed, Envelope, Job, Reason, Recorded, Resolution, Status
+from cdc_offload.model import Envelope, Job, Reason, Recorded, Resolution, Status
 from cdc_offload.policy import left_to_moodle
 from cdc_offload.settings import Settings
 from cdc_offload.sinks.message import envelope
 from cdc_offload.staging import Staging
+from cdc_offload.store.protocols import ClaimStore
 
 # SQS FIFO drops a resend with the same deduplication id for five minutes: a row claimed before a
 # crash is sent again within this margin of it (a no-op if AWS had it), else restored for Moodle.
@@ -43,12 +44,6 @@ class UserAlone:
 
     def close(self) -> None:
         return None
-
-
-class ClaimStore(Protocol):
-    def claim(self, claims: Sequence[Resolution], task_lock: str | None, wait: float) -> Claimed | None: ...
-
-    def note_duplicates(self, outbox_ids: Sequence[int]) -> tuple[list[int], list[int]]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -351,9 +351,9 @@ def init(**params: Any) -> None:
 
 
 def _describe(error: BaseException) -> str:
-    if error.args and isinstance(error.args[0], int):
-        return f"MySQL error {error.args[0]}"
-    return str(error) if isinstance(error, RuntimeError) else type(error).__name__
+    from cdc_offload.mysql_errors import describe
+
+    return describe(error)
 
 
 def _print_checks(results: list[Any]) -> bool:

@@ -19,8 +19,9 @@ from typing import Any
 import pymysql
 
 from cdc_offload.delivery_event import GRAVITY, DeliveryEvent
+from cdc_offload.mysql_connection import connect
 from cdc_offload.settings import Dsn, identifier
-from cdc_offload.store import address_hash, connect, masked_address
+from cdc_offload.store import address_hash, masked_address
 
 PLACEHOLDER_KIND = "unknown"
 # `delivery` while a SendEmail is out and unanswered (never an SES outcome; any event replaces it).

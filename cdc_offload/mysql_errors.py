@@ -1,6 +1,8 @@
 """A MySQL/MariaDB error, said the way an operator can act on: what the server said (in our words,
 from the error code and the DSN, never the server's text, which can quote values) and the fix
-that matches it. Covers every code `check` and the start-up connections can meet."""
+that matches it. Covers every code `check` and the start-up connections can meet.
+
+`describe` is the short form every other message uses (logs, exceptions, one-line CLI errors)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import pymysql
 
 from cdc_offload.settings import Dsn
+from cdc_offload.tls import TlsError
 
 # Words the C resolver and the socket layer use in PyMySQL's 2003 text (the code alone cannot
 # tell a wrong host name from a server that is down).
@@ -27,6 +30,19 @@ def error_code(error: BaseException) -> int | None:
     if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
         return int(error.args[0])
     return None
+
+
+def describe(error: BaseException) -> str:
+    """A short, content-free description of a failed statement or connection: a TLS error's own
+    sentence, else the MySQL error code, never the server's text (it can quote values, and an
+    outbox body holds a plaintext password); our own errors (RuntimeError subclasses such as
+    `StoreError`) by their text, which is written to hold no row content; else the type's name."""
+    if isinstance(error, TlsError):
+        return error.message
+    code = error_code(error)
+    if code is not None:
+        return f"MySQL error {code}"
+    return str(error) if isinstance(error, RuntimeError) else type(error).__name__
 
 
 def explain(error: BaseException, side: str, dsn: Dsn) -> Explained:

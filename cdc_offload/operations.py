@@ -14,11 +14,11 @@ from cdc_offload.dispatch import WouldSend
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import Checkpoint, Position
+from cdc_offload.mysql_connection import connection_kwargs
 from cdc_offload.outcomes import Tally
 from cdc_offload.recipients.lookup import RecipientLookup
 from cdc_offload.replaying import DryRun, KeepLivePosition
 from cdc_offload.runtime import make_dispatcher
-from cdc_offload.server import connection_kwargs
 from cdc_offload.session import LoopParts, RunMode, Session
 from cdc_offload.settings import Settings
 from cdc_offload.source import open_source

@@ -11,37 +11,18 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from cdc_offload import logs
 from cdc_offload.errors import FailClosed, PositionLost, ShutdownIncomplete, SourceError
 from cdc_offload.handover import SourceFactory
 from cdc_offload.model import Checkpoint, Resolution
 from cdc_offload.outcomes import Tally
-from cdc_offload.session import CommitFailed, LoopParts, RunMode, Session, SessionStore
+from cdc_offload.session import CommitFailed, LoopParts, RunMode, Session
 from cdc_offload.settings import Settings
-from cdc_offload.store import LeadershipLost, StoreError
-
-
-class LeaderStore(SessionStore, Protocol):
-    """The primary as the leader uses it between sessions (`store.Store`)."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    def connect(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def try_acquire_lock(self) -> bool: ...
-
-    def load_checkpoint(self) -> Checkpoint | None: ...
-
-    def handled(self, outbox_ids: Sequence[int]) -> set[int]: ...
-
-    def orphaned_claims(self, before: Checkpoint) -> list[Resolution]: ...
+from cdc_offload.store.protocols import LeaderStore
+from cdc_offload.store.values import LeadershipLost, StoreError
 
 
 @dataclass(frozen=True)

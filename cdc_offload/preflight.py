@@ -12,9 +12,9 @@ import pymysql
 from cdc_offload import tls
 from cdc_offload.check_result import CheckResult
 from cdc_offload.model import Checkpoint
+from cdc_offload.mysql_connection import connect
 from cdc_offload.mysql_errors import explain
 from cdc_offload.settings import Dsn, Settings
-from cdc_offload.store import connect
 
 
 def _variables(cursor: Any, names: tuple[str, ...]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cdc_offload.model import Checkpoint, Claimed, Recorded, Resolution
-from cdc_offload.session import SessionStore
+from cdc_offload.store.protocols import SessionStore
 
 
 class KeepLivePosition:
@@ -15,12 +15,11 @@ class KeepLivePosition:
     def __init__(self, store: SessionStore) -> None:
         self._store = store
 
-    @property
-    def last_used(self) -> float:
-        return self._store.last_used
-
     def ensure_leader(self) -> None:
         self._store.ensure_leader()
+
+    def keep_alive(self) -> None:
+        self._store.keep_alive()
 
     def recorded(self, outbox_ids: Sequence[int]) -> dict[int, Recorded]:
         return self._store.recorded(outbox_ids)

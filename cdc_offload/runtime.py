@@ -87,7 +87,7 @@ def build(
     metrics = metrics or Metrics()
     health = Health(max(5.0, settings.read_timeout + 2 * settings.heartbeat), clock)
     dispatcher = make_dispatcher(settings, metrics, clock)
-    store = Store(settings)
+    store = Store(settings, clock)
     parts = LoopParts(store, dispatcher, RecipientLookup(settings), metrics, health, clock, Tally())
     pipeline = Pipeline(settings, store, parts, Sources(source_factory, lambda: current_end(settings.source)), mode)
     server = None

@@ -12,9 +12,8 @@ import contextlib
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from cdc_offload import logs
 from cdc_offload.checkpoints import CheckpointTracker
@@ -26,14 +25,15 @@ from cdc_offload.handover import ROUND_ANSWERED, Handover, Reader, ReaderEnded, 
 from cdc_offload.health import Health
 from cdc_offload.intake import Intake
 from cdc_offload.metrics import Metrics
-from cdc_offload.model import Checkpoint, Claimed, Position, Recorded, Resolution, SourceItem
+from cdc_offload.model import Checkpoint, Position, Resolution, SourceItem
 from cdc_offload.outcomes import Tally, report_committed
 from cdc_offload.pacing import Pacing
 from cdc_offload.policy import SendRules, triage
 from cdc_offload.rounds import Round, RoundsInFlight
 from cdc_offload.settings import Settings
 from cdc_offload.staging import Staging
-from cdc_offload.store import StoreError
+from cdc_offload.store.protocols import SessionStore
+from cdc_offload.store.values import StoreError
 
 
 @dataclass(frozen=True)
@@ -44,23 +44,6 @@ class RunMode:
     ignore_age: bool = False
     stop_at_end: bool = False
     on_progress: Callable[[Position], None] | None = None
-
-
-class SessionStore(Protocol):
-    """The primary as a session uses it (`store.Store`; a replay's wrappers in `replaying.py`)."""
-
-    @property
-    def last_used(self) -> float: ...
-
-    def ensure_leader(self) -> None: ...
-
-    def recorded(self, outbox_ids: Sequence[int]) -> dict[int, Recorded]: ...
-
-    def claim(self, claims: Sequence[Resolution], task_lock: str | None, wait: float) -> Claimed | None: ...
-
-    def commit(self, resolutions: Sequence[Resolution], checkpoint: Checkpoint | None) -> list[Resolution]: ...
-
-    def note_duplicates(self, outbox_ids: Sequence[int]) -> tuple[list[int], list[int]]: ...
 
 
 @dataclass(frozen=True)
@@ -264,9 +247,8 @@ class Session:
         store = self._parts.store
         if checkpoint == self._tracker.committed:
             self._tracker.committed_now(None)
-            if self._clock.monotonic() - store.last_used >= self._settings.lease_seconds / 3:
-                # Idle: keep the lease alive, and find out now (not at the next batch) if it was lost.
-                store.ensure_leader()
+            # Idle: keep the lease alive, and find out now (not at the next batch) if it was lost.
+            store.keep_alive()
             return
         store.commit([], checkpoint)
         self._committed(checkpoint)

@@ -131,13 +131,3 @@ def _tls_problem(error: pymysql.err.OperationalError, dsn: Dsn) -> str | None:
             f"({text or 'SSL connection error'})"
         )
     return None
-
-
-def describe(error: BaseException) -> str:
-    """A short, content-free description of a failed connection: a TLS error's own sentence, else
-    the MySQL error code (server text can quote values)."""
-    if isinstance(error, TlsError):
-        return error.message
-    if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
-        return f"MySQL error {error.args[0]}"
-    return type(error).__name__

@@ -141,7 +141,7 @@ def test_a_session_that_no_longer_holds_the_lock_cannot_commit(moodle: MoodleDat
     try:
         assert old.try_acquire_lock()
         before = old.load_checkpoint()
-        with old._cursor() as cursor:
+        with old._link.cursor() as cursor:
             cursor.execute("SELECT RELEASE_LOCK(%s)", (settings.lock_name,))
         assert new.try_acquire_lock(), "another instance leads now"
         accepted = Resolution(outbox_id, userid, Status.OFFLOADED, Reason.NONE, Position("binlog.000001", 4), 0)

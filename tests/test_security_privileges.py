@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from cdc_offload.cli import main
 from cdc_offload.demo.moodle import NewUser, create_user_iomad
 from cdc_offload.demo.stack import MoodleDatabase
+from cdc_offload.mysql_connection import connect
 from cdc_offload.preflight import parse_grants, reader_privilege_checks, writer_privilege_checks
 from cdc_offload.settings import Dsn, Settings, SinkSettings
-from cdc_offload.store import connect, grant_statements
+from cdc_offload.store import grant_statements
 from tests.support import Sidecar, init_state, wait_for
 
 FAST = {"heartbeat": 0.5, "read_timeout": 3.0, "checkpoint_interval": 0.2}

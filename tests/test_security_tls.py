@@ -20,12 +20,13 @@ from cdc_offload.demo.moodle import NewUser, create_user_iomad
 from cdc_offload.demo.stack import MoodleDatabase, moodle_database
 from cdc_offload.errors import SourceError
 from cdc_offload.model import Checkpoint, Position
+from cdc_offload.mysql_connection import connect
 from cdc_offload.sandbox import MariaDBSandbox
 from cdc_offload.server import current_end
 from cdc_offload.settings import Dsn, SettingsError, SinkSettings, TlsSettings, tls_settings
 from cdc_offload.source import BinlogSource
 from cdc_offload.store import Store as StateStore
-from cdc_offload.store import StoreError, connect
+from cdc_offload.store import StoreError
 from tests.support import Sidecar, ledger, outbox_rows, sqs_messages, wait_for
 from tests.tls import Pki, make_pki, server_options
 

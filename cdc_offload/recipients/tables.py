@@ -10,11 +10,11 @@ from typing import Any
 
 import pymysql
 
-from cdc_offload import tls
 from cdc_offload.errors import ReplicaUnreachable
+from cdc_offload.mysql_connection import connect
+from cdc_offload.mysql_errors import describe
 from cdc_offload.recipients.template import Template, TemplateValueError
 from cdc_offload.settings import Settings, identifier
-from cdc_offload.store import connect
 
 
 class LookupUnavailable(RuntimeError):
@@ -32,8 +32,8 @@ def _unavailable(error: BaseException) -> Exception:
     that will not pass by itself (LookupUnavailable: the rows are left to Moodle, `check` says why)."""
     code = error.args[0] if isinstance(error, pymysql.err.Error) and error.args else None
     if isinstance(error, OSError) or code in _CONNECTION_CODES:
-        return ReplicaUnreachable(f"the recipient look-up lost the replica: {tls.describe(error)}")
-    return LookupUnavailable(tls.describe(error))
+        return ReplicaUnreachable(f"the recipient look-up lost the replica: {describe(error)}")
+    return LookupUnavailable(describe(error))
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,18 +49,16 @@ def explain(error: BaseException, side: str, dsn: Dsn) -> Explained:
     """`side` is `source` or `writer`: the prefix of the options the fix names."""
     code = error_code(error)
     text = str(error.args[1]).lower() if isinstance(error, pymysql.err.Error) and len(error.args) > 1 else ""
-    account = f"`{dsn.user}`"
-    where = f"{dsn.host}:{dsn.port}"
-    password = f"--{side}-password-file (or CDC_OFFLOAD_{side.upper()}_PASSWORD)"
-    grants = "run the GRANT statements `cdc-offload init` prints"
-    said, fix = _by_code(code, text, account, where, dsn, side, password, grants)
+    said, fix = _by_code(code, text, side, dsn)
     suffix = f" (MySQL error {code})" if code is not None else ""
     return Explained(said + suffix, fix)
 
 
-def _by_code(
-    code: int | None, text: str, account: str, where: str, dsn: Dsn, side: str, password: str, grants: str
-) -> tuple[str, str]:
+def _by_code(code: int | None, text: str, side: str, dsn: Dsn) -> tuple[str, str]:
+    account = f"`{dsn.user}`"
+    where = f"{dsn.host}:{dsn.port}"
+    password = f"--{side}-password-file (or CDC_OFFLOAD_{side.upper()}_PASSWORD)"
+    grants = "run the GRANT statements `cdc-offload init` prints"
     if code == 2003 and any(words in text for words in _NO_SUCH_HOST):
         return f"the host name {dsn.host!r} does not resolve", f"correct the host in --{side}-dsn (or the DNS)"
     if code == 2003 and any(words in text for words in _REFUSED):

@@ -258,34 +258,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         identifier("--state-schema", self.state_schema)
-        if self.pair_window <= 0:
-            raise SettingsError("--pair-window", "must be a positive number of seconds")
-        if self.max_event_age <= 0:
-            raise SettingsError("--max-event-age", "must be a positive number of seconds")
-        if self.pair_window >= self.max_event_age:
-            raise SettingsError(
-                "--pair-window",
-                f"{self.pair_window:g}s is not below --max-event-age ({self.max_event_age:g}s): "
-                "every paired row would already be too old to send",
-            )
-        if not 1 <= self.server_id < 2**32:
-            raise SettingsError("--server-id", "must be between 1 and 4294967295 and unique among replicas")
-        if self.heartbeat <= 0 or self.read_timeout < 2 * self.heartbeat:
-            raise SettingsError("--read-timeout", "must be at least twice --heartbeat so an idle link is not cut")
-        if not self.source.database:
-            raise SettingsError("--source-dsn", "name the Moodle database: mysql://user@host:3306/moodle")
-        if not self.writer.database:
-            raise SettingsError("--writer-dsn", "name the Moodle database: mysql://user@host:3306/moodle")
-        if self.sink.kind == "sqs" and not self.sink.queue_url:
-            raise SettingsError("--queue-url", "required with --sink sqs")
-        if self.sink.kind == "ses" and not self.sink.ses_from:
-            raise SettingsError("--from", "required with --sink ses (a verified sender address)")
-        for option, value in (("--from", self.sink.ses_from), ("--configuration-set", self.sink.ses_configuration_set)):
-            if value and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-                # Either would end up in a mail header: one line, no control characters.
-                raise SettingsError(option, "must be one line without control characters")
-        if self.sink.deadline <= 0 or self.sink.deadline >= self.max_event_age:
-            raise SettingsError("--aws-deadline", "must be positive and below --max-event-age")
+        self._check_windows()
+        self._check_servers()
+        self._check_sink()
         if self.lock_lease is not None and (
             self.lock_lease < 2 * self.sink.deadline or self.lock_lease < 2 * self.standby_poll
         ):
@@ -298,6 +273,40 @@ class Settings:
         if not self.templates:
             raise SettingsError("--template", "name at least one outbox template to offload")
         self._check_timing_options()
+
+    def _check_windows(self) -> None:
+        if self.pair_window <= 0:
+            raise SettingsError("--pair-window", "must be a positive number of seconds")
+        if self.max_event_age <= 0:
+            raise SettingsError("--max-event-age", "must be a positive number of seconds")
+        if self.pair_window >= self.max_event_age:
+            raise SettingsError(
+                "--pair-window",
+                f"{self.pair_window:g}s is not below --max-event-age ({self.max_event_age:g}s): "
+                "every paired row would already be too old to send",
+            )
+        if self.sink.deadline <= 0 or self.sink.deadline >= self.max_event_age:
+            raise SettingsError("--aws-deadline", "must be positive and below --max-event-age")
+
+    def _check_servers(self) -> None:
+        if not 1 <= self.server_id < 2**32:
+            raise SettingsError("--server-id", "must be between 1 and 4294967295 and unique among replicas")
+        if self.heartbeat <= 0 or self.read_timeout < 2 * self.heartbeat:
+            raise SettingsError("--read-timeout", "must be at least twice --heartbeat so an idle link is not cut")
+        if not self.source.database:
+            raise SettingsError("--source-dsn", "name the Moodle database: mysql://user@host:3306/moodle")
+        if not self.writer.database:
+            raise SettingsError("--writer-dsn", "name the Moodle database: mysql://user@host:3306/moodle")
+
+    def _check_sink(self) -> None:
+        if self.sink.kind == "sqs" and not self.sink.queue_url:
+            raise SettingsError("--queue-url", "required with --sink sqs")
+        if self.sink.kind == "ses" and not self.sink.ses_from:
+            raise SettingsError("--from", "required with --sink ses (a verified sender address)")
+        for option, value in (("--from", self.sink.ses_from), ("--configuration-set", self.sink.ses_configuration_set)):
+            if value and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                # Either would end up in a mail header: one line, no control characters.
+                raise SettingsError(option, "must be one line without control characters")
 
     def _check_timing_options(self) -> None:
         if self.moodle_lock_wait < 0:

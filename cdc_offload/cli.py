@@ -228,6 +228,12 @@ def _given(params: dict[str, Any], **fields: str) -> dict[str, Any]:
     return {name: params[key] for name, key in fields.items() if params.get(key) not in (None, ())}
 
 
+def _given_fields(params: dict[str, Any], owner: type) -> dict[str, Any]:
+    """`owner`'s fields whose options `params` holds a value for (OPTION_FIELDS names them)."""
+    mine = ((option, name) for option, (cls, name) in OPTION_FIELDS.items() if cls is owner)
+    return _given(params, **{name: option.lstrip("-").replace("-", "_") for option, name in mine})
+
+
 def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sink: bool = True) -> Settings:
     """Options → validated `Settings`; a wrong value is a `click.BadParameter` naming the option."""
     try:
@@ -257,55 +263,20 @@ def build_settings(params: dict[str, Any], *, need_source: bool = True, need_sin
             queue_url=params.get("queue_url") if need_sink else params.get("queue_url") or "unused",
             ses_from=params.get("ses_from") if need_sink else params.get("ses_from") or "unused@example.invalid",
             ses_configuration_set=params.get("configuration_set"),
-            **_given(
-                params,
-                kind="sink",
-                deadline="aws_deadline",
-                concurrency="aws_concurrency",
-                breaker_failures="breaker_failures",
-                breaker_cooldown="breaker_cooldown",
-            ),
+            **_given_fields(params, SinkSettings),
         )
         if sink.concurrency < 1:
             raise SettingsError("--aws-concurrency", "must be at least 1")
         tables = TableNames(
             outbox_columns=parse_column_overrides("--outbox-column", tuple(params.get("outbox_column") or ())),
-            **_given(params, prefix="table_prefix", user="user_table", outbox="outbox_table"),
+            **_given_fields(params, TableNames),
         )
         tables.user_table, tables.outbox_table  # noqa: B018 - validates the identifiers now
-        given = _given(params, templates="template")
+        given = _given_fields(params, Settings)
         if "templates" in given:
             given["templates"] = frozenset(given["templates"])
         return Settings(
-            source=source,
-            writer=writer,
-            sink=sink,
-            tables=tables,
-            metrics_port=params.get("metrics_port"),
-            **given,
-            **_given(
-                params,
-                state_schema="state_schema",
-                consumer="consumer",
-                server_id="server_id",
-                pair_window="pair_window",
-                max_event_age="max_event_age",
-                suppress="suppress",
-                heartbeat="heartbeat",
-                read_timeout="read_timeout",
-                max_batch="max_batch",
-                resume="resume",
-                lock_lease="lock_lease",
-                standby_poll="standby_poll",
-                metrics_host="metrics_host",
-                clock_skew="clock_skew",
-                pair_window_bytes="pair_window_bytes",
-                shutdown_grace="shutdown_grace",
-                moodle_lock="moodle_lock",
-                moodle_lock_database="moodle_lock_database",
-                moodle_lock_prefix="moodle_lock_prefix",
-                moodle_lock_wait="moodle_lock_wait",
-            ),
+            source=source, writer=writer, sink=sink, tables=tables, metrics_port=params.get("metrics_port"), **given
         )
     except SettingsError as error:
         raise click.BadParameter(error.problem, param_hint=f"'{error.option}'") from None

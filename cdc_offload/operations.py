@@ -19,10 +19,9 @@ from cdc_offload.outcomes import Tally
 from cdc_offload.recipients.lookup import RecipientLookup
 from cdc_offload.replaying import DryRun, KeepLivePosition
 from cdc_offload.runtime import make_dispatcher
-from cdc_offload.server import connection_kwargs
 from cdc_offload.session import LoopParts, RunMode, Session
 from cdc_offload.settings import Settings
-from cdc_offload.source import open_source
+from cdc_offload.source import connection_kwargs, open_source
 from cdc_offload.store import Store
 
 

@@ -21,9 +21,9 @@ from cdc_offload.demo.stack import MoodleDatabase, moodle_database
 from cdc_offload.errors import SourceError
 from cdc_offload.model import Checkpoint, Position
 from cdc_offload.sandbox import MariaDBSandbox
-from cdc_offload.server import current_end
 from cdc_offload.settings import Dsn, SettingsError, SinkSettings, TlsSettings, tls_settings
 from cdc_offload.source import BinlogSource
+from cdc_offload.source.server_facts import current_end
 from cdc_offload.store import Store as StateStore
 from cdc_offload.store import StoreError, connect
 from tests.support import Sidecar, ledger, outbox_rows, sqs_messages, wait_for

@@ -196,7 +196,7 @@ class ProcessSource:
             process.join(5)
 
 
-def supported() -> bool:
+def process_supported() -> bool:
     """Linux only: where the fork server and the pipe's POLLERR behave as relied on here."""
     return sys.platform == "linux"
 

@@ -1,6 +1,6 @@
 """What the source server is, and whether reading it from a checkpoint could skip rows.
 
-Shared by both binlog readers (`source.BinlogSource`, the library's, and `binlog.FastBinlogReader`)
+Shared by both binlog readers (`library_reader.BinlogSource`, the library's, and `binlog.FastBinlogReader`)
 so they connect, refuse and fail closed alike.
 """
 

@@ -11,13 +11,13 @@ from typing import Any
 import pymysql
 
 from cdc_offload import tls
-from cdc_offload.binlog.constants import (
+from cdc_offload.settings import Dsn
+from cdc_offload.source.binlog.constants import (
     BINLOG_DUMP_NON_BLOCK,
     BINLOG_THROUGH_GTID,
     COM_BINLOG_DUMP,
     COM_BINLOG_DUMP_GTID,
 )
-from cdc_offload.settings import Dsn
 
 # The largest value MySQL documents for MASTER_HEARTBEAT_PERIOD, in seconds.
 _MAX_HEARTBEAT = 4294967.0

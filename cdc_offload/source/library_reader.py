@@ -31,7 +31,6 @@ from pymysqlreplication.gtid import Gtid, GtidSet
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc_offload import tls
-from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
@@ -46,7 +45,9 @@ from cdc_offload.model import (
     UserRow,
 )
 from cdc_offload.rows import outbox_from_values, user_from_values
-from cdc_offload.server import (
+from cdc_offload.settings import Dsn, Settings, TableNames
+from cdc_offload.source.binlog import FastBinlogReader
+from cdc_offload.source.server_facts import (
     COMPRESSED,
     ER_MASTER_FATAL_ERROR_READING_BINLOG,
     ER_SLAVE_SAME_ID,
@@ -57,7 +58,6 @@ from cdc_offload.server import (
     same_id_refused,
     server_facts,
 )
-from cdc_offload.settings import Dsn, Settings, TableNames
 
 # MariaDB's GTID flag for a transaction with no BEGIN/COMMIT (a DDL statement).
 _MARIADB_GTID_STANDALONE = 0x01

@@ -1,4 +1,4 @@
-"""`FastBinlogReader`: the binlog as `SourceItem`s, item for item what `cdc_offload.source.
+"""`FastBinlogReader`: the binlog as `SourceItem`s, item for item what `cdc_offload.source.library_reader.
 BinlogSource` yields, at header-only speed.
 
 Most events of a busy Moodle binlog are rows events and table-maps of tables we do not watch.
@@ -22,20 +22,6 @@ from collections.abc import Callable, Iterator
 import pymysql
 
 from cdc_offload import tls
-from cdc_offload.binlog import constants as c
-from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
-from cdc_offload.binlog.gtid import GtidState, MysqlGtidSet
-from cdc_offload.binlog.protocol import (
-    DumpConnection,
-    ServerError,
-    close_quietly,
-    connect,
-    parse_error,
-    start_dump,
-)
-from cdc_offload.binlog.schema_names import SchemaNames, server_writes_no_names
-from cdc_offload.binlog.tablemap import TableMapError
-from cdc_offload.binlog.tables import CACHE_LIMIT, Decoder, Watched
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
@@ -48,7 +34,22 @@ from cdc_offload.model import (
     SourceItem,
     Undecodable,
 )
-from cdc_offload.server import (
+from cdc_offload.settings import Settings
+from cdc_offload.source.binlog import constants as c
+from cdc_offload.source.binlog.framing import ConnectionClosed, PacketStream
+from cdc_offload.source.binlog.gtid import GtidState, MysqlGtidSet
+from cdc_offload.source.binlog.protocol import (
+    DumpConnection,
+    ServerError,
+    close_quietly,
+    connect,
+    parse_error,
+    start_dump,
+)
+from cdc_offload.source.binlog.schema_names import SchemaNames, server_writes_no_names
+from cdc_offload.source.binlog.tablemap import TableMapError
+from cdc_offload.source.binlog.tables import CACHE_LIMIT, Decoder, Watched
+from cdc_offload.source.server_facts import (
     COMPRESSED,
     ER_MASTER_FATAL_ERROR_READING_BINLOG,
     ER_SLAVE_SAME_ID,
@@ -57,7 +58,6 @@ from cdc_offload.server import (
     same_id_refused,
     server_facts,
 )
-from cdc_offload.settings import Settings
 
 Buffer = bytes | bytearray
 

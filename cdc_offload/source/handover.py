@@ -39,7 +39,7 @@ ROUND_ANSWERED = RoundAnswered()
 Handover = list[SourceItem] | ReaderEnded | RoundAnswered
 
 
-class Reader(threading.Thread):
+class ReaderThread(threading.Thread):
     """Runs the blocking source and hands items over in chunks (one queue hop per chunk, not per
     event). Commits of transactions without watched rows are coalesced: only the newest matters."""
 

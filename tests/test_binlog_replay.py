@@ -32,9 +32,9 @@ from cdc_offload.errors import SourceError
 from cdc_offload.model import ChangeEvent, Checkpoint, Commit, EventCounts, Position, Undecodable
 from cdc_offload.settings import Dsn, Settings, SinkSettings
 from cdc_offload.source.binlog import FastBinlogReader
-from cdc_offload.source.binlog.gtid import MysqlGtidSet
 from cdc_offload.source.binlog.protocol import dump_request
 from cdc_offload.source.binlog.tables import Watched, WatchedTable
+from cdc_offload.source.gtid import MysqlGtidSet
 from cdc_offload.source.server_facts import SourceRefused
 from tests.support.binlog_replay import ColumnRow, RecordedFile, ReplaySource, read_binlog_file
 

@@ -34,11 +34,11 @@ from cdc_offload.source.binlog import FastBinlogReader
 from cdc_offload.source.binlog import constants as c
 from cdc_offload.source.binlog.decoders import FastRows, RowDecodeError, compile_row_reader, fast_path_possible, plan
 from cdc_offload.source.binlog.framing import ConnectionClosed, PacketStream
-from cdc_offload.source.binlog.gtid import GtidState, MysqlGtidSet
 from cdc_offload.source.binlog.library import LibraryRows
 from cdc_offload.source.binlog.protocol import connect, dump_request, parse_error, start_dump
 from cdc_offload.source.binlog.tablemap import Column, TableMap, parse
 from cdc_offload.source.binlog.tables import Watched
+from cdc_offload.source.gtid import GtidState, MysqlGtidSet
 
 ENUM_LABELS = [f"label{i}" for i in range(300)]  # more than 255: a 2-byte ENUM
 

@@ -1,5 +1,7 @@
-"""The binlog reader's thread and what it hands the loop: chunks of items over a bounded queue (one
-queue hop per chunk, not per event), the news that it ended, and a wake-up when AWS answered."""
+"""The binlog reader's thread and what it hands the loop: batches of items over a bounded queue
+(one queue hop per batch, not per event), the news that it ended, and a wake-up when AWS answered.
+The queue's item types live here, with the thread that fills it; the loop imports them from here
+and this package never imports the loop."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Protocol
 
 from cdc_offload.errors import SourceError
 from cdc_offload.health import Health
-from cdc_offload.model import Checkpoint, Commit, EventCounts, Idle, SourceItem
+from cdc_offload.model import Checkpoint, SourceItem
 from cdc_offload.settings import Settings
+from cdc_offload.source.batching import Added, Batch
 
 
 class Source(Protocol):
@@ -40,10 +43,9 @@ Handover = list[SourceItem] | ReaderEnded | RoundAnswered
 
 
 class ReaderThread(threading.Thread):
-    """Runs the blocking source and hands items over in chunks (one queue hop per chunk, not per
-    event). Commits of transactions without watched rows are coalesced: only the newest matters."""
+    """Runs the blocking source and hands items over in batches (`batching.Batch`: one queue hop
+    per batch, not per event; commits of transactions without watched rows coalesced)."""
 
-    CHUNK = 256
     COALESCE_SECONDS = 0.05
 
     def __init__(self, source: Source, out: queue.Queue[Handover], health: Health) -> None:
@@ -58,55 +60,19 @@ class ReaderThread(threading.Thread):
         self._source.close()
 
     def run(self) -> None:
-        chunk: list[SourceItem] = []
-        held_commit: Commit | None = None
-        watched_in_txn = False
+        batch = Batch()
         last_put = time.monotonic()
         try:
             for item in self._source:
                 if self._stopping.is_set():
                     return
                 self._health.reader_alive()
-                if isinstance(item, Commit):
-                    # While the loop has not taken the last chunk (a dispatch round is with AWS),
-                    # grow this one instead of queueing many small ones: the queue is bounded in
-                    # chunks, and one chunk per transaction would cap a slow round at 64 of them.
-                    busy = not self._out.empty()
-                    if watched_in_txn:
-                        chunk.append(item)
-                        watched_in_txn = False
-                        if busy and len(chunk) < self.CHUNK:
-                            continue
-                    else:
-                        held_commit = item
-                        recent = time.monotonic() - last_put < self.COALESCE_SECONDS
-                        if (busy or recent) and len(chunk) < self.CHUNK:
-                            continue
-                        chunk.append(item)
-                    held_commit = None
-                elif isinstance(item, EventCounts):
-                    chunk.append(item)
-                    continue
-                elif isinstance(item, Idle):
-                    if held_commit is not None:
-                        chunk.append(held_commit)
-                        held_commit = None
-                    chunk.append(item)
-                else:
-                    if held_commit is not None:
-                        chunk.append(held_commit)
-                        held_commit = None
-                    watched_in_txn = True
-                    chunk.append(item)
-                    if len(chunk) < self.CHUNK:
-                        continue
-                self._put(chunk)
-                chunk = []
-                last_put = time.monotonic()
-            if held_commit is not None:
-                chunk.append(held_commit)
-            if chunk:
-                self._put(chunk)
+                if self._send_now(batch.add(item), batch, last_put):
+                    self._put(batch.take())
+                    last_put = time.monotonic()
+            rest = batch.take()
+            if rest:
+                self._put(rest)
             self._put(ReaderEnded(None))
         except SourceError as error:
             self._put(ReaderEnded(error))
@@ -114,6 +80,22 @@ class ReaderThread(threading.Thread):
             self._put(ReaderEnded(SourceError(f"binlog reader failed: {type(error).__name__}")))
         finally:
             self._health.reader_lost()
+
+    def _send_now(self, added: Added, batch: Batch, last_put: float) -> bool:
+        """While the loop has not taken the last batch (a dispatch round is with AWS), grow this
+        one instead of queueing many small ones: the queue is bounded in batches, and one batch per
+        transaction would cap a slow round at 64 of them. A held commit also waits a moment for the
+        next one to replace it."""
+        if added is Added.COUNTS:
+            return False
+        if added is Added.IDLE or batch.full:
+            return True
+        if added is Added.ROW:
+            return False
+        busy = not self._out.empty()
+        if added is Added.COMMIT:
+            return not busy
+        return not busy and time.monotonic() - last_put >= self.COALESCE_SECONDS
 
     def _put(self, item: list[SourceItem] | ReaderEnded) -> None:
         # A full queue is back-pressure; a stopped session no longer drains it, so give up then.

@@ -264,7 +264,7 @@ class FastBinlogReader:
                     decoder = tables.get(u64(ev, p + 20)[0] & mask)
                     if decoder is not None:
                         writes += 1
-                        yield from self._write_rows(decoder, ev, p, e, framer.boundary, crc, rows_headers)
+                        yield from _write_rows(decoder, ev, p, e, framer.boundary, crc, rows_headers)
                         if end is not None and framer.past(end):
                             return
                 continue
@@ -276,13 +276,13 @@ class FastBinlogReader:
                 if updated:
                     decoder = updated.get(u64(ev, p + 20)[0] & mask)
                     if decoder is not None:
-                        yield from self._update_rows(decoder, ev, p, e, framer.boundary, crc, rows_headers)
+                        yield from _update_rows(decoder, ev, p, e, framer.boundary, crc, rows_headers)
                 continue
             if kind == table_map:
                 if ev.startswith(prefixes, p + 20 + map_header):
                     stop_at = e - crc
                     if crc and crc32(ev[p + 1 : stop_at]) != u32(ev, stop_at)[0]:
-                        raise self._checksum_error(log_file, ev, p)
+                        raise _checksum_error(log_file, ev, p)
                     # The file's checksum setting is part of the shape: a library decoder strips it.
                     key = bytes(ev[p + shape_at : stop_at]) + (b"c" if crc else b"n")
                     decoder = shapes.get(key)
@@ -313,12 +313,12 @@ class FastBinlogReader:
                 continue
 
             if kind == c.MARIADB_GTID:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 seq_no, domain, flags = _MARIADB_GTID_BODY(ev, p + 20)
                 gtid_events += 1
                 framer.mariadb_gtid(domain, f"{domain}-{u32(ev, p + 6)[0]}-{seq_no}", bool(flags & c.GTID_STANDALONE))
             elif kind == c.XID:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 xids += 1
                 if time.monotonic() - reported_at > _COUNTS_EVERY:
                     yield _counts(events, writes, xids, queries, rotates, gtid_events, heartbeats)
@@ -327,7 +327,7 @@ class FastBinlogReader:
                 insert_id = None
                 yield framer.commit(log_file, u32(ev, p + 14)[0], u32(ev, p + 1)[0])
             elif kind == c.QUERY:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 queries += 1
                 body = p + 20
                 query_header = post_header[c.QUERY - 1] if len(post_header) >= c.QUERY else 13
@@ -374,7 +374,7 @@ class FastBinlogReader:
                 updated.clear()
                 framer.rotate(log_file, u64(ev, p + 20)[0])
             elif kind == c.FORMAT_DESCRIPTION:
-                post_header, server_version, crc = self._format_description(ev, p, e, log_file)
+                post_header, server_version, crc = _format_description(ev, p, e, log_file)
                 map_header = post_header[c.TABLE_MAP - 1]
                 rows_headers = (post_header[c.WRITE_ROWS_V1 - 1], post_header[c.WRITE_ROWS_V2 - 1])
                 tables.clear()
@@ -389,7 +389,7 @@ class FastBinlogReader:
                     reported_at = time.monotonic()
                 yield Idle(time.time())
             elif kind == c.MYSQL_GTID:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 gtid_events += 1
                 # Body: flags (1), the server's UUID (16), the transaction number (8).
                 framer.mysql_gtid(bytes(ev[p + 21 : p + 37]), u64(ev, p + 37)[0])
@@ -422,143 +422,143 @@ class FastBinlogReader:
         name = table.decode(errors="replace")
         return next((t.table for t in watched.tables if t.table == name), None)
 
-    @staticmethod
-    def _verify(crc: int, ev: Buffer, p: int, e: int, log_file: str) -> None:
-        if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
-            raise FastBinlogReader._checksum_error(log_file, ev, p)
 
-    @staticmethod
-    def _checksum_error(log_file: str, ev: Buffer, p: int) -> SourceError:
-        return SourceError(f"binlog event checksum mismatch at {log_file}:{_U32(ev, p + 14)[0]}: the stream is corrupt")
+def _verify(crc: int, ev: Buffer, p: int, e: int, log_file: str) -> None:
+    if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
+        raise _checksum_error(log_file, ev, p)
 
-    @staticmethod
-    def _format_description(ev: Buffer, p: int, e: int, log_file: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-        """The file's post-header lengths, server version and checksum length; a refusal for
-        formats this reader cannot follow."""
-        body = p + 20
-        version_text = bytes(ev[body + 2 : body + 52]).rstrip(b"\0").decode(errors="replace")
-        try:
-            server_version = tuple(int(part) for part in version_text.split("-")[0].split("."))
-        except ValueError:
-            server_version = (0, 0, 0)
-        if _U16(ev, body)[0] != 4 or server_version < (5, 6):
-            raise SourceRefused(_too_old(log_file, f"a server of version {version_text or 'unknown'}"))
-        # Servers since MySQL 5.6.1 end their FORMAT_DESCRIPTION with the file's checksum
-        # algorithm and 4 checksum bytes (whatever the algorithm).
-        algorithm = ev[e - 5]
-        crc = c.CHECKSUM_LEN if algorithm == c.CHECKSUM_ALG_CRC32 else 0
-        if algorithm not in (c.CHECKSUM_ALG_OFF, c.CHECKSUM_ALG_CRC32):
+
+def _checksum_error(log_file: str, ev: Buffer, p: int) -> SourceError:
+    return SourceError(f"binlog event checksum mismatch at {log_file}:{_U32(ev, p + 14)[0]}: the stream is corrupt")
+
+
+def _format_description(ev: Buffer, p: int, e: int, log_file: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """The file's post-header lengths, server version and checksum length; a refusal for
+    formats this reader cannot follow."""
+    body = p + 20
+    version_text = bytes(ev[body + 2 : body + 52]).rstrip(b"\0").decode(errors="replace")
+    try:
+        server_version = tuple(int(part) for part in version_text.split("-")[0].split("."))
+    except ValueError:
+        server_version = (0, 0, 0)
+    if _U16(ev, body)[0] != 4 or server_version < (5, 6):
+        raise SourceRefused(_too_old(log_file, f"a server of version {version_text or 'unknown'}"))
+    # Servers since MySQL 5.6.1 end their FORMAT_DESCRIPTION with the file's checksum
+    # algorithm and 4 checksum bytes (whatever the algorithm).
+    algorithm = ev[e - 5]
+    crc = c.CHECKSUM_LEN if algorithm == c.CHECKSUM_ALG_CRC32 else 0
+    if algorithm not in (c.CHECKSUM_ALG_OFF, c.CHECKSUM_ALG_CRC32):
+        raise SourceRefused(
+            f"{log_file} uses binlog checksum algorithm {algorithm}, which this reader does not know: "
+            "SET GLOBAL binlog_checksum = CRC32 (or NONE), FLUSH BINARY LOGS, then `cdc-offload position set --now`"
+        )
+    if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
+        raise _checksum_error(log_file, ev, p)
+    post_header = tuple(ev[body + 57 : e - 5])
+    if len(post_header) < c.WRITE_ROWS_V2 or post_header[c.TABLE_MAP - 1] != 8:
+        raise SourceRefused(_too_old(log_file, "a server older than MySQL 5.1.4 (4-byte table ids)"))
+    # MySQL 8.4 and 9.x write 0 for the old v1 rows events: they never write them (checked
+    # when one arrives). Version 2 rows events carry 10 bytes (table id, flags, extra length).
+    if post_header[c.WRITE_ROWS_V1 - 1] not in (0, 8) or post_header[c.WRITE_ROWS_V2 - 1] not in (0, 10):
+        raise SourceRefused(
+            f"{log_file} declares rows events of a layout this reader does not know "
+            f"(post-header lengths {post_header[c.WRITE_ROWS_V1 - 1]}/{post_header[c.WRITE_ROWS_V2 - 1]}): "
+            "read it with a newer cdc-offload; rows are Moodle's to send meanwhile"
+        )
+    return post_header, server_version, crc
+
+
+def _payload(ev: Buffer, p: int, rows_headers: tuple[int, int]) -> int:
+    """Where the rows of a rows event begin (after the post-header and v2's extra data)."""
+    if ev[p + 5] in (c.WRITE_ROWS_V1, c.UPDATE_ROWS_V1):
+        if not rows_headers[0]:
             raise SourceRefused(
-                f"{log_file} uses binlog checksum algorithm {algorithm}, which this reader does not know: "
-                "SET GLOBAL binlog_checksum = CRC32 (or NONE), FLUSH BINARY LOGS, then `cdc-offload position set --now`"
+                "a version 1 rows event in a binlog file whose FORMAT_DESCRIPTION says it has none: "
+                "the file is corrupt or of an unknown server; rows are Moodle's to send"
             )
-        if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
-            raise FastBinlogReader._checksum_error(log_file, ev, p)
-        post_header = tuple(ev[body + 57 : e - 5])
-        if len(post_header) < c.WRITE_ROWS_V2 or post_header[c.TABLE_MAP - 1] != 8:
-            raise SourceRefused(_too_old(log_file, "a server older than MySQL 5.1.4 (4-byte table ids)"))
-        # MySQL 8.4 and 9.x write 0 for the old v1 rows events: they never write them (checked
-        # when one arrives). Version 2 rows events carry 10 bytes (table id, flags, extra length).
-        if post_header[c.WRITE_ROWS_V1 - 1] not in (0, 8) or post_header[c.WRITE_ROWS_V2 - 1] not in (0, 10):
-            raise SourceRefused(
-                f"{log_file} declares rows events of a layout this reader does not know "
-                f"(post-header lengths {post_header[c.WRITE_ROWS_V1 - 1]}/{post_header[c.WRITE_ROWS_V2 - 1]}): "
-                "read it with a newer cdc-offload; rows are Moodle's to send meanwhile"
-            )
-        return post_header, server_version, crc
+        return p + 20 + rows_headers[0]
+    return p + 20 + rows_headers[1] + int(_U16(ev, p + 28)[0]) - 2
 
-    @staticmethod
-    def _payload(ev: Buffer, p: int, rows_headers: tuple[int, int]) -> int:
-        """Where the rows of a rows event begin (after the post-header and v2's extra data)."""
-        if ev[p + 5] in (c.WRITE_ROWS_V1, c.UPDATE_ROWS_V1):
-            if not rows_headers[0]:
-                raise SourceRefused(
-                    "a version 1 rows event in a binlog file whose FORMAT_DESCRIPTION says it has none: "
-                    "the file is corrupt or of an unknown server; rows are Moodle's to send"
-                )
-            return p + 20 + rows_headers[0]
-        return p + 20 + rows_headers[1] + int(_U16(ev, p + 28)[0]) - 2
 
-    @staticmethod
-    def _write_rows(
-        decoder: Decoder,
-        ev: Buffer,
-        p: int,
-        e: int,
-        boundary: Checkpoint,
-        crc: int,
-        rows_headers: tuple[int, int],
-    ) -> Iterator[SourceItem]:
-        stop = e - crc
-        if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
-            raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
-        if not decoder.has_names:
+def _write_rows(
+    decoder: Decoder,
+    ev: Buffer,
+    p: int,
+    e: int,
+    boundary: Checkpoint,
+    crc: int,
+    rows_headers: tuple[int, int],
+) -> Iterator[SourceItem]:
+    stop = e - crc
+    if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
+        raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
+    if not decoder.has_names:
+        raise SourceRefused(_NO_NAMES)
+    timestamp = _U32(ev, p + 1)[0]
+    payload = _payload(ev, p, rows_headers)
+    try:
+        rows = decoder.rows.rows(ev, p, e, payload, stop)
+    except TableMapError as error:
+        yield Undecodable(decoder.table, boundary, timestamp, str(error))
+        return
+    except Exception as error:  # noqa: BLE001 - any decoder failure leaves the event's rows to Moodle
+        yield Undecodable(decoder.table, boundary, timestamp, f"row decoding failed: {type(error).__name__}")
+        return
+    # Differs from BinlogSource in one respect: text that is not UTF-8 reaches rows.py as
+    # bytes, so only that row is Undecodable (the library gives up on the whole event).
+    for values in rows:
+        if not decoder.fast and any(name.startswith("UNKNOWN_COL") for name in values):
             raise SourceRefused(_NO_NAMES)
-        timestamp = _U32(ev, p + 1)[0]
-        payload = FastBinlogReader._payload(ev, p, rows_headers)
         try:
-            rows = decoder.rows.rows(ev, p, e, payload, stop)
-        except TableMapError as error:
-            yield Undecodable(decoder.table, boundary, timestamp, str(error))
-            return
-        except Exception as error:  # noqa: BLE001 - any decoder failure leaves the event's rows to Moodle
-            yield Undecodable(decoder.table, boundary, timestamp, f"row decoding failed: {type(error).__name__}")
-            return
-        # Differs from BinlogSource in one respect: text that is not UTF-8 reaches rows.py as
-        # bytes, so only that row is Undecodable (the library gives up on the whole event).
-        for values in rows:
-            if not decoder.fast and any(name.startswith("UNKNOWN_COL") for name in values):
-                raise SourceRefused(_NO_NAMES)
-            try:
-                row = decoder.convert(values)
-            except ValueError as error:
-                yield Undecodable(
-                    decoder.table,
-                    boundary,
-                    timestamp,
-                    str(error),
-                    getattr(error, "outbox_id", None),
-                    getattr(error, "userid", None),
-                )
-                continue
-            yield ChangeEvent(row, boundary, timestamp)
+            row = decoder.convert(values)
+        except ValueError as error:
+            yield Undecodable(
+                decoder.table,
+                boundary,
+                timestamp,
+                str(error),
+                getattr(error, "outbox_id", None),
+                getattr(error, "userid", None),
+            )
+            continue
+        yield ChangeEvent(row, boundary, timestamp)
 
-    @staticmethod
-    def _update_rows(
-        decoder: Decoder,
-        ev: Buffer,
-        p: int,
-        e: int,
-        boundary: Checkpoint,
-        crc: int,
-        rows_headers: tuple[int, int],
-    ) -> Iterator[SourceItem]:
-        """One `OutboxUpdate` per changed outbox row. An UPDATE we cannot read is counted as
-        undecodable (no row is at stake: it only tells who sent what)."""
-        stop = e - crc
-        if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
-            raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
-        updates, keys = decoder.updates, decoder.keys
-        assert updates is not None and keys is not None
-        timestamp = _U32(ev, p + 1)[0]
-        try:
-            pairs = updates.update_rows(ev, p, e, FastBinlogReader._payload(ev, p, rows_headers), stop)
-            items = [
-                OutboxUpdate(
-                    _integer(before[keys.id]),
-                    _integer(before[keys.userid]),
-                    _optional_integer(before[keys.sent]),
-                    _optional_integer(after[keys.sent]),
-                    boundary,
-                    timestamp,
-                    None if keys.modifiedtime is None else before[keys.modifiedtime] != after[keys.modifiedtime],
-                )
-                for before, after in pairs
-            ]
-        except Exception as error:  # noqa: BLE001 - an unreadable UPDATE is reported, never guessed at
-            yield Undecodable(decoder.table, boundary, timestamp, f"outbox UPDATE not decoded: {type(error).__name__}")
-            return
-        yield from items
+
+def _update_rows(
+    decoder: Decoder,
+    ev: Buffer,
+    p: int,
+    e: int,
+    boundary: Checkpoint,
+    crc: int,
+    rows_headers: tuple[int, int],
+) -> Iterator[SourceItem]:
+    """One `OutboxUpdate` per changed outbox row. An UPDATE we cannot read is counted as
+    undecodable (no row is at stake: it only tells who sent what)."""
+    stop = e - crc
+    if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
+        raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
+    updates, keys = decoder.updates, decoder.keys
+    assert updates is not None and keys is not None
+    timestamp = _U32(ev, p + 1)[0]
+    try:
+        pairs = updates.update_rows(ev, p, e, _payload(ev, p, rows_headers), stop)
+        items = [
+            OutboxUpdate(
+                _integer(before[keys.id]),
+                _integer(before[keys.userid]),
+                _optional_integer(before[keys.sent]),
+                _optional_integer(after[keys.sent]),
+                boundary,
+                timestamp,
+                None if keys.modifiedtime is None else before[keys.modifiedtime] != after[keys.modifiedtime],
+            )
+            for before, after in pairs
+        ]
+    except Exception as error:  # noqa: BLE001 - an unreadable UPDATE is reported, never guessed at
+        yield Undecodable(decoder.table, boundary, timestamp, f"outbox UPDATE not decoded: {type(error).__name__}")
+        return
+    yield from items
 
 
 def _integer(value: object) -> int:

@@ -33,11 +33,11 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import RowsEvent, WriteRowsEvent
 
-from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.model import ChangeEvent, Checkpoint, EventCounts, Position
 from cdc_offload.sandbox import MariaDBSandbox, find_executable
 from cdc_offload.settings import Dsn, Settings, SinkSettings
 from cdc_offload.source import BinlogSource
+from cdc_offload.source.binlog import FastBinlogReader
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reader.json"
 READERS = ("library_default", "library_only_tables_frozen", "binlog_source", "fast_reader", "mariadb_binlog_v")

@@ -556,7 +556,7 @@ def position_set(**params: Any) -> None:
     """Set the position to FILE:OFFSET, --gtid G, or --now. Rows skipped over are Moodle's."""
     from cdc_offload.model import Checkpoint, Position
     from cdc_offload.operations import OperationRefused, set_position
-    from cdc_offload.server import current_end
+    from cdc_offload.source import current_end
 
     chosen = [bool(params.get("file_offset")), bool(params.get("gtid")), bool(params.get("now"))]
     if sum(chosen) != 1:

@@ -15,6 +15,7 @@ from typing import Any
 import pymysql
 
 from cdc_offload.check_result import CheckResult
+from cdc_offload.source.rules import PARAMETER_SETTINGS
 
 # RDS retains binlogs for this long only when told to; NULL (the default) purges them as soon as
 # no RDS replica needs them, which can be minutes: a restart then finds its checkpoint gone.
@@ -86,13 +87,8 @@ def _adapted(result: CheckResult, service: Service) -> CheckResult:
     return result
 
 
-_SETTINGS = {
-    "binlog_format": "ROW",
-    "binlog_row_image": "FULL",
-    "binlog_row_metadata": "FULL",
-    "binlog_transaction_compression": "OFF",
-    "log_bin_compress": "OFF",
-}
+# The settings a parameter group holds, from the one rule table `check` and start-up share.
+_SETTINGS = PARAMETER_SETTINGS
 
 
 def retention_check(service: Service, hours: str | None, readable: bool) -> CheckResult:

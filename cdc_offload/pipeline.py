@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from cdc_offload import logs
 from cdc_offload.errors import FailClosed, PositionLost, ShutdownIncomplete, SourceError
-from cdc_offload.handover import SourceFactory
 from cdc_offload.model import Checkpoint, Resolution
 from cdc_offload.outcomes import Tally
 from cdc_offload.session import CommitFailed, LoopParts, RunMode, Session
 from cdc_offload.settings import Settings
+from cdc_offload.source import SourceFactory
 from cdc_offload.store.protocols import LeaderStore
 from cdc_offload.store.values import LeadershipLost, StoreError
 

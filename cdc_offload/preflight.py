@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,20 +16,24 @@ from cdc_offload.model import Checkpoint
 from cdc_offload.mysql_connection import connect
 from cdc_offload.mysql_errors import explain
 from cdc_offload.settings import Dsn, Settings
+from cdc_offload.source.rules import RULES, VARIABLES
+from cdc_offload.source.server_facts import read_variables
 
 
-def _variables(cursor: Any, names: tuple[str, ...]) -> dict[str, str]:
-    cursor.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")", names)
-    return {str(name).lower(): str(value) for name, value in cursor.fetchall()}
-
-
-def _setting(values: dict[str, str], name: str, expected: str, fix: str, label: str) -> CheckResult:
-    actual = values.get(name)
-    if actual is None:
-        return CheckResult(label, True)
-    if actual.upper() == expected:
-        return CheckResult(label, True)
-    return CheckResult(label, False, f"{name} is {actual}, not {expected}", fix)
+def rule_checks(values: dict[str, str], server_id: int) -> list[CheckResult]:
+    """The source server's settings against `rules.RULES` (the ones the reader also enforces at
+    start-up): a failure per broken rule, one ok line per rule name that holds."""
+    results: list[CheckResult] = []
+    for name, group in itertools.groupby(RULES, key=lambda rule: rule.name):
+        rules = list(group)
+        broken = [rule for rule in rules if rule.broken(values, server_id)]
+        results.extend(
+            CheckResult(name, False, rule.say(rule.problem, values, server_id), rule.say(rule.fix, values, server_id))
+            for rule in broken
+        )
+        if not broken and rules[0].report_ok:
+            results.append(CheckResult(name, True))
+    return results
 
 
 def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckResult]:
@@ -39,73 +44,7 @@ def source_checks(settings: Settings, saved: Checkpoint | None) -> list[CheckRes
         return [_connection_failed("source", settings.source, error, "the reader's password")]
     try:
         with connection.cursor() as cursor:
-            values = _variables(
-                cursor,
-                (
-                    "log_bin",
-                    "binlog_format",
-                    "binlog_row_image",
-                    "binlog_row_metadata",
-                    "log_bin_compress",
-                    "binlog_transaction_compression",
-                    "server_id",
-                ),
-            )
-            results.append(
-                CheckResult("binlog on", True)
-                if values.get("log_bin", "OFF").upper() == "ON"
-                else CheckResult(
-                    "binlog on", False, "log_bin is OFF", "start the server with --log-bin (and restart it)"
-                )
-            )
-            results.append(
-                _setting(
-                    values,
-                    "binlog_format",
-                    "ROW",
-                    "SET GLOBAL binlog_format = 'ROW' and put binlog_format=ROW in the server config",
-                    "binlog_format ROW",
-                )
-            )
-            results.append(
-                _setting(
-                    values,
-                    "binlog_row_image",
-                    "FULL",
-                    "SET GLOBAL binlog_row_image = 'FULL' and put it in the server config",
-                    "binlog_row_image FULL",
-                )
-            )
-            results.append(
-                _setting(
-                    values,
-                    "binlog_row_metadata",
-                    "FULL",
-                    "SET GLOBAL binlog_row_metadata = 'FULL' (MariaDB >= 10.5, MySQL >= 8.0.1): column names",
-                    "binlog_row_metadata FULL",
-                )
-            )
-            for name in ("log_bin_compress", "binlog_transaction_compression"):
-                if values.get(name, "OFF").upper() == "ON":
-                    results.append(
-                        CheckResult(
-                            "binlog compression off",
-                            False,
-                            f"{name} is ON: compressed events cannot be read",
-                            f"SET GLOBAL {name} = OFF",
-                        )
-                    )
-            if not any(r.name == "binlog compression off" for r in results):
-                results.append(CheckResult("binlog compression off", True))
-            if values.get("server_id") == str(settings.server_id):
-                results.append(
-                    CheckResult(
-                        "server_id unique",
-                        False,
-                        f"--server-id {settings.server_id} is the source server's own id",
-                        "pick another --server-id, unique among all replicas",
-                    )
-                )
+            results.extend(rule_checks(read_variables(cursor, VARIABLES), settings.server_id))
             results.append(_tls_result("source", settings.source, *tls.session_tls(connection)))
             results.append(_replication_privilege(cursor))
             grant_lines = _grants(cursor)

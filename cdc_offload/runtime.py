@@ -8,12 +8,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from cdc_offload import logs, reader_process
+from cdc_offload import logs
 from cdc_offload.clock import SYSTEM_CLOCK, Clock
 from cdc_offload.delivery_ledger import recipients_of
 from cdc_offload.dispatch import CircuitBreaker, Dispatcher
 from cdc_offload.errors import FailClosed, ShutdownIncomplete, StartupError
-from cdc_offload.handover import Source
 from cdc_offload.health import Health
 from cdc_offload.http import OperatorServer
 from cdc_offload.metrics import Metrics
@@ -21,11 +20,10 @@ from cdc_offload.model import Checkpoint
 from cdc_offload.outcomes import Tally
 from cdc_offload.pipeline import Pipeline, Sources
 from cdc_offload.recipients.lookup import RecipientLookup
-from cdc_offload.server import current_end
 from cdc_offload.session import LoopParts, RunMode
 from cdc_offload.settings import Settings
 from cdc_offload.sinks import Sink
-from cdc_offload.source import open_source
+from cdc_offload.source import ProcessSource, Source, current_end, open_source, process_supported, start_fork_server
 from cdc_offload.store import Store, ledger_query
 
 SWITCH_INTERVAL = 0.0005
@@ -63,8 +61,8 @@ def make_dispatcher(settings: Settings, metrics: Metrics, clock: Clock = SYSTEM_
 
 
 def source_factory(settings: Settings, start: Checkpoint) -> Source:
-    if reader_process.supported():
-        return reader_process.ProcessSource(settings, start, open_source)
+    if process_supported():
+        return ProcessSource(settings, start, open_source)
     return open_source(settings, start)
 
 
@@ -129,8 +127,8 @@ def run_forever(
             "give --metrics-port a free port, or stop what holds it",
         )
         return EXIT_PREFLIGHT
-    if reader_process.supported():
-        reader_process.start_fork_server(wait=True)
+    if process_supported():
+        start_fork_server(wait=True)
     if runtime.server is not None:
         runtime.server.start()
         logs.info("http_listening", port=runtime.server.server_address[1])

@@ -21,7 +21,6 @@ from cdc_offload.claiming import Claimer, ClaimRules, RecipientResolver
 from cdc_offload.clock import Clock
 from cdc_offload.dispatch import ROUNDS_IN_FLIGHT, RoundSender
 from cdc_offload.faults import crash_point
-from cdc_offload.handover import ROUND_ANSWERED, Handover, Reader, ReaderEnded, Source
 from cdc_offload.health import Health
 from cdc_offload.intake import Intake
 from cdc_offload.metrics import Metrics
@@ -31,6 +30,7 @@ from cdc_offload.pacing import Pacing
 from cdc_offload.policy import SendRules, triage
 from cdc_offload.rounds import Round, RoundsInFlight
 from cdc_offload.settings import Settings
+from cdc_offload.source import ROUND_ANSWERED, Handover, ReaderEnded, ReaderThread, Source
 from cdc_offload.staging import Staging
 from cdc_offload.store.protocols import SessionStore
 from cdc_offload.store.values import StoreError
@@ -77,7 +77,7 @@ class Session:
         self._mode = mode
         self._clock = parts.clock
         self._queue: queue.Queue[Handover] = queue.Queue(maxsize=64)
-        self._reader = Reader(source, self._queue, parts.health)
+        self._reader = ReaderThread(source, self._queue, parts.health)
         self._staging = Staging(parts.clock, settings.pair_window)
         self._in_flight = RoundsInFlight(ROUNDS_IN_FLIGHT)
         holders = [self._waiting_for_partner, self._staging.holds, self._in_flight.holds]

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.demo.moodle import REFERENCE_DDL
 from cdc_offload.errors import PositionLost, SourceError
 from cdc_offload.model import (
@@ -34,6 +33,7 @@ from cdc_offload.model import (
 from cdc_offload.sandbox import MariaDBSandbox, running_mariadb
 from cdc_offload.settings import Dsn, Settings, SinkSettings, TableNames
 from cdc_offload.source import BinlogSource
+from cdc_offload.source.binlog import FastBinlogReader
 
 SCHEMA = REFERENCE_DDL.read_text()
 BIG_BODY = "<p>Your password is S3cret!</p>" + "é" * 1_000_000  # 2 MB of UTF-8

@@ -20,16 +20,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cdc_offload.binlog import FastBinlogReader, tablemap
-from cdc_offload.binlog.schema_names import SchemaColumn, disagreement, server_writes_no_names
-from cdc_offload.binlog.tablemap import Column, TableMap
-from cdc_offload.binlog.tables import Watched
 from cdc_offload.demo.moodle import NewUser, create_user_iomad
 from cdc_offload.demo.stack import MoodleDatabase, moodle_database
 from cdc_offload.model import ChangeEvent, Checkpoint, Commit, EventCounts, OutboxRow, Position, Undecodable, UserRow
 from cdc_offload.sandbox import MariaDBSandbox, running_mariadb
-from cdc_offload.server import SourceRefused
 from cdc_offload.settings import Dsn, SinkSettings
+from cdc_offload.source.binlog import FastBinlogReader, tablemap
+from cdc_offload.source.binlog.schema_names import SchemaColumn, disagreement, server_writes_no_names
+from cdc_offload.source.binlog.tablemap import Column, TableMap
+from cdc_offload.source.binlog.tables import Watched
+from cdc_offload.source.server_facts import SourceRefused
 from tests.conftest import CANARY
 from tests.support.binlog_replay import COLUMNS_FIELDS, ColumnRow, ReplaySource, read_binlog_file
 from tests.support.mysql57_stream import VERSION, convert

@@ -28,14 +28,14 @@ from pymysqlreplication.gtid import Gtid, GtidSet
 from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import TableMapEvent, WriteRowsEvent
 
-from cdc_offload.binlog import FastBinlogReader
-from cdc_offload.binlog.gtid import MysqlGtidSet
-from cdc_offload.binlog.protocol import dump_request
-from cdc_offload.binlog.tables import Watched, WatchedTable
 from cdc_offload.errors import SourceError
 from cdc_offload.model import ChangeEvent, Checkpoint, Commit, EventCounts, Position, Undecodable
-from cdc_offload.server import SourceRefused
 from cdc_offload.settings import Dsn, Settings, SinkSettings
+from cdc_offload.source.binlog import FastBinlogReader
+from cdc_offload.source.binlog.protocol import dump_request
+from cdc_offload.source.binlog.tables import Watched, WatchedTable
+from cdc_offload.source.gtid import MysqlGtidSet
+from cdc_offload.source.server_facts import SourceRefused
 from tests.support.binlog_replay import ColumnRow, RecordedFile, ReplaySource, read_binlog_file
 
 DATA = Path(__file__).parent / "data" / "mysql-binlogs"

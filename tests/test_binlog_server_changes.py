@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.demo.moodle import NewUser, create_user_iomad
 from cdc_offload.demo.stack import MoodleDatabase, moodle_database
 from cdc_offload.model import ChangeEvent, Checkpoint, Commit, EventCounts, OutboxRow, Status, Undecodable, UserRow
 from cdc_offload.sandbox import MariaDBSandbox, running_mariadb
-from cdc_offload.server import SourceRefused
 from cdc_offload.settings import SinkSettings
+from cdc_offload.source.binlog import FastBinlogReader
+from cdc_offload.source.server_facts import SourceRefused
 from tests.conftest import CANARY
 from tests.support import Sidecar, ledger, outbox_rows, wait_for
 

@@ -15,15 +15,6 @@ from typing import Any
 
 import pytest
 
-from cdc_offload.binlog import FastBinlogReader
-from cdc_offload.binlog import constants as c
-from cdc_offload.binlog.decoders import FastRows, RowDecodeError, compile_row_reader, fast_path_possible, plan
-from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
-from cdc_offload.binlog.gtid import GtidState, MysqlGtidSet
-from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog.protocol import connect, dump_request, parse_error, start_dump
-from cdc_offload.binlog.tablemap import Column, TableMap, parse
-from cdc_offload.binlog.tables import Watched
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
@@ -39,6 +30,15 @@ from cdc_offload.model import (
 from cdc_offload.sandbox import MariaDBSandbox, running_mariadb
 from cdc_offload.settings import Dsn, Settings, SinkSettings
 from cdc_offload.source import BinlogSource
+from cdc_offload.source.binlog import FastBinlogReader
+from cdc_offload.source.binlog import constants as c
+from cdc_offload.source.binlog.decoders import FastRows, RowDecodeError, compile_row_reader, fast_path_possible, plan
+from cdc_offload.source.binlog.framing import ConnectionClosed, PacketStream
+from cdc_offload.source.binlog.library import LibraryRows
+from cdc_offload.source.binlog.protocol import connect, dump_request, parse_error, start_dump
+from cdc_offload.source.binlog.tablemap import Column, TableMap, parse
+from cdc_offload.source.binlog.tables import Watched
+from cdc_offload.source.gtid import GtidState, MysqlGtidSet
 
 ENUM_LABELS = [f"label{i}" for i in range(300)]  # more than 255: a 2-byte ENUM
 

@@ -16,8 +16,8 @@ from cdc_offload.demo.stack import MoodleDatabase, moodle_database
 from cdc_offload.model import Commit
 from cdc_offload.runtime import EXIT_FAIL_CLOSED
 from cdc_offload.sandbox import MariaDBSandbox
-from cdc_offload.server import current_end
 from cdc_offload.source import BinlogSource
+from cdc_offload.source.server_facts import current_end
 from tests.faults.fixtures import fast_moto  # noqa: F401 - autouse
 from tests.faults.invariant import accepted_by_sqs, check, report
 from tests.faults.scenario import Upload, make_queue, prepare, settings_for, wait_handled

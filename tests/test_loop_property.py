@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc_offload.claiming import UserAlone
-from cdc_offload.handover import Source
 from cdc_offload.health import Health
 from cdc_offload.metrics import Metrics
 from cdc_offload.model import (
@@ -41,6 +40,7 @@ from cdc_offload.outcomes import Tally
 from cdc_offload.session import LoopParts, RunMode, Session
 from cdc_offload.settings import Settings, SinkSettings, parse_dsn
 from cdc_offload.sinks import NOT_ATTEMPTED
+from cdc_offload.source import Source
 from tests.support.loop_fakes import FakeClock, MemoryStore
 
 BASE_TIME = 1_700_000_000

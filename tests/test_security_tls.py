@@ -22,9 +22,9 @@ from cdc_offload.errors import SourceError
 from cdc_offload.model import Checkpoint, Position
 from cdc_offload.mysql_connection import connect
 from cdc_offload.sandbox import MariaDBSandbox
-from cdc_offload.server import current_end
 from cdc_offload.settings import Dsn, SettingsError, SinkSettings, TlsSettings, tls_settings
 from cdc_offload.source import BinlogSource
+from cdc_offload.source.server_facts import current_end
 from cdc_offload.store import Store as StateStore
 from cdc_offload.store import StoreError
 from tests.support import Sidecar, ledger, outbox_rows, sqs_messages, wait_for

@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 
 from cdc_offload.demo.stack import MoodleDatabase
-from cdc_offload.server import current_end
 from cdc_offload.settings import Settings, SinkSettings
+from cdc_offload.source.server_facts import current_end
 from cdc_offload.store import Store
 from tests.support import ledger, wait_for
 

@@ -1,6 +1,8 @@
-"""What the source server is, and whether reading it from a checkpoint could skip rows.
+"""What the source server is, and whether reading it from a checkpoint could skip rows (the rules
+on the server's settings are `rules.RULES`, shared with `check`; the rules on the checkpoint are
+here).
 
-Shared by both binlog readers (`source.BinlogSource`, the library's, and `binlog.FastBinlogReader`)
+Shared by both binlog readers (`library_reader.BinlogSource`, the library's, and `binlog.FastBinlogReader`)
 so they connect, refuse and fail closed alike.
 """
 
@@ -14,7 +16,9 @@ import pymysql
 from cdc_offload import tls
 from cdc_offload.errors import PositionLost, SourceError
 from cdc_offload.model import Checkpoint, Position
+from cdc_offload.mysql_connection import connection_kwargs
 from cdc_offload.settings import Dsn, Settings
+from cdc_offload.source.rules import VARIABLES, refusal
 
 ER_SLAVE_SAME_ID = 4052
 ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
@@ -49,12 +53,7 @@ def server_facts(
         connection = tls.connect(settings.source, connection_kwargs(settings.source, 10.0))
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-                "('version', 'server_id', 'log_bin', 'log_bin_compress', 'binlog_transaction_compression', "
-                "'binlog_row_metadata')"
-            )
-            values = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
+            values = read_variables(cursor, ("version", *VARIABLES))
     finally:
         if own:
             connection.close()
@@ -65,24 +64,9 @@ def server_facts(
         version,
         values.get("binlog_row_metadata"),
     )
-    if values.get("log_bin", "OFF").upper() not in ("ON", "1"):
-        raise SourceRefused(
-            f"the binlog is off on the source server {settings.source}: nothing can be read, rows are Moodle's "
-            "to send. Start the server with --log-bin, then `cdc-offload position set --now` (the old position "
-            "no longer continues)"
-        )
-    for name in ("log_bin_compress", "binlog_transaction_compression"):
-        if values.get(name, "OFF").upper() in ("ON", "1"):
-            raise SourceRefused(
-                f"{name} is ON on the source server: compressed events cannot be read and would be skipped. "
-                f"SET GLOBAL {name} = OFF (and in the server config), then `cdc-offload position set --now` "
-                "if compressed events were written past the checkpoint"
-            )
-    if facts.server_id == settings.server_id:
-        raise SourceRefused(
-            f"--server-id {settings.server_id} is the source server's own server_id: pick another --server-id, "
-            "unique among all replicas of this server"
-        )
+    refused = refusal(values, settings.server_id, str(settings.source))
+    if refused is not None:
+        raise SourceRefused(refused)
     by_gtid = settings.resume == "gtid" and bool(start.gtid)
     if not by_gtid and not start.position.file:
         # `position set --gtid` saves no file: read by position, the dump would start at the
@@ -101,20 +85,10 @@ def server_facts(
     return facts
 
 
-def connection_kwargs(dsn: Dsn, read_timeout: float | None = None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "host": dsn.host,
-        "port": dsn.port,
-        "user": dsn.user,
-        "password": dsn.password,
-        "charset": "utf8mb4",
-        "connect_timeout": 5,
-    }
-    if read_timeout is not None:
-        kwargs["read_timeout"] = read_timeout
-    # TLS as the DSN asks (a verifying context, mandatory once on); nothing leaves PyMySQL's default.
-    kwargs.update(tls.pymysql_kwargs(dsn.tls))
-    return kwargs
+def read_variables(cursor: Any, names: tuple[str, ...]) -> dict[str, str]:
+    """`SHOW GLOBAL VARIABLES` for `names`, keyed by lower-case name (absent ones are left out)."""
+    cursor.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")", names)
+    return {str(name).lower(): str(value) for name, value in cursor.fetchall()}
 
 
 def binlog_status(cursor: Any) -> Any:

@@ -5,7 +5,8 @@ the fast reader with. The only module that knows the replication library's strea
 Everything it yields is a frozen value: INSERTs on the two watched tables (`ChangeEvent`), the
 transaction boundaries after them (`Commit`), and `Idle` when a heartbeat says the server has
 nothing more. A reconnect is never done here: any error ends the iteration with `SourceError`,
-and the pipeline rebuilds the reader from *its own* committed checkpoint.
+and the pipeline rebuilds the reader from *its own* committed checkpoint. Boundaries, GTID state
+and that error mapping are `framer.TransactionFramer`'s, the same as the fast reader's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
     GtidEvent,
@@ -27,16 +27,13 @@ from pymysqlreplication.event import (
     RotateEvent,
     XidEvent,
 )
-from pymysqlreplication.gtid import Gtid, GtidSet
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc_offload import tls
-from cdc_offload.binlog import FastBinlogReader
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
     Checkpoint,
-    Commit,
     EventCounts,
     Idle,
     OutboxRow,
@@ -45,23 +42,23 @@ from cdc_offload.model import (
     Undecodable,
     UserRow,
 )
+from cdc_offload.mysql_connection import connection_kwargs
 from cdc_offload.rows import outbox_from_values, user_from_values
-from cdc_offload.server import (
+from cdc_offload.settings import Dsn, Settings, TableNames
+from cdc_offload.source.binlog import FastBinlogReader
+from cdc_offload.source.binlog.constants import (
+    COM_BINLOG_DUMP,
+    GTID_STANDALONE,
+    MARIADB_COMPRESSED,
+    TRANSACTION_PAYLOAD,
+)
+from cdc_offload.source.framer import READ_ERRORS, TransactionFramer, read_failed
+from cdc_offload.source.server_facts import (
     COMPRESSED,
-    ER_MASTER_FATAL_ERROR_READING_BINLOG,
-    ER_SLAVE_SAME_ID,
     ServerFacts,
     SourceRefused,
-    cannot_resume,
-    connection_kwargs,
-    same_id_refused,
     server_facts,
 )
-from cdc_offload.settings import Dsn, Settings, TableNames
-
-# MariaDB's GTID flag for a transaction with no BEGIN/COMMIT (a DDL statement).
-_MARIADB_GTID_STANDALONE = 0x01
-
 
 _EVENT_TYPES: dict[type, str] = {
     WriteRowsEvent: "write_rows",
@@ -98,7 +95,7 @@ class _NoSilentReconnect(BinLogStreamReader):  # type: ignore[misc]
             cursor.execute("SET @slave_gtid_ignore_duplicates=0")
         flags = 0x01 if not self._BinLogStreamReader__blocking else 0  # BINLOG_DUMP_NON_BLOCK
         payload = (
-            bytes([_COM_BINLOG_DUMP])
+            bytes([COM_BINLOG_DUMP])
             + struct.pack("<I", 4)  # binlog position: unused with a GTID start
             + struct.pack("<H", flags)
             + struct.pack("<I", self._BinLogStreamReader__server_id)
@@ -108,11 +105,10 @@ class _NoSilentReconnect(BinLogStreamReader):  # type: ignore[misc]
         return struct.pack("<I", len(payload)) + payload
 
 
-_COM_BINLOG_DUMP = 0x12
 # Compressed events have no handler in the library and would be dropped without a word:
 # MariaDB's log_bin_compress (QUERY_COMPRESSED .. DELETE_ROWS_COMPRESSED) and MySQL's
 # binlog_transaction_compression (TRANSACTION_PAYLOAD).
-_COMPRESSED_EVENT_TYPES = frozenset({*range(0xA5, 0xAC), 0x28})
+_COMPRESSED_EVENT_TYPES = frozenset({*MARIADB_COMPRESSED, TRANSACTION_PAYLOAD})
 
 
 def _tls_checked(dsn: Dsn) -> Any:
@@ -211,28 +207,15 @@ class BinlogSource:
             yield from self._items()
         except SourceError:
             raise
-        except tls.TlsError as error:
-            raise SourceError(f"binlog connection refused: {error.message}") from None
-        except pymysql.err.OperationalError as error:
-            code = error.args[0] if error.args else 0
-            text = str(error.args[1]) if len(error.args) > 1 else ""
-            if code == ER_MASTER_FATAL_ERROR_READING_BINLOG:
-                raise cannot_resume(self._settings, self._start, text) from None
-            if code == ER_SLAVE_SAME_ID:
-                raise same_id_refused(self._settings) from None
-            raise SourceError(f"binlog read failed: MySQL error {code}") from None
-        except (OSError, pymysql.err.Error) as error:
-            raise SourceError(f"binlog read failed: {type(error).__name__}") from None
+        except READ_ERRORS as error:
+            raise read_failed(error, self._settings, self._start) from None
 
     def _items(self) -> Iterator[SourceItem]:
         facts = server_facts(self._settings, self._start)
         if self._closed:
             return
         reader = self._reader = self._open(facts)
-        server = str(facts.server_id)
-        boundary = self._start
-        gtids = _GtidState.parse(self._start.gtid, mariadb=facts.mariadb)
-        in_transaction = False
+        framer = TransactionFramer(self._start, mariadb=facts.mariadb, server_id=facts.server_id)
         watched = self._watched
         counts: dict[str, int] = {}
         seen = 0
@@ -253,27 +236,26 @@ class BinlogSource:
             if isinstance(event, WriteRowsEvent):
                 if event.schema != watched.schema:
                     continue
-                yield from self._rows(event, boundary)
+                yield from self._rows(event, framer.boundary)
             elif isinstance(event, XidEvent):
-                in_transaction = False
-                boundary = Checkpoint(Position(reader.log_file, reader.log_pos), gtids.render(), server)
-                yield Commit(boundary, event.timestamp)
+                yield framer.commit(reader.log_file, reader.log_pos, event.timestamp)
             elif isinstance(event, QueryEvent):
                 query = event.query.strip().upper() if isinstance(event.query, str) else ""
-                if query == "BEGIN":
-                    in_transaction = True
-                elif query == "COMMIT" or not in_transaction:
-                    in_transaction = False
-                    boundary = Checkpoint(Position(reader.log_file, reader.log_pos), gtids.render(), server)
-                    yield Commit(boundary, event.timestamp)
+                committed = framer.query(
+                    begin=query == "BEGIN",
+                    commit=query == "COMMIT",
+                    file=reader.log_file,
+                    offset=reader.log_pos,
+                    timestamp=event.timestamp,
+                )
+                if committed is not None:
+                    yield committed
             elif isinstance(event, MariadbGtidEvent):
-                gtids.note(event.domain_id, event.gtid)
-                in_transaction = not (event.flags & _MARIADB_GTID_STANDALONE)
+                framer.mariadb_gtid(event.domain_id, event.gtid, bool(event.flags & GTID_STANDALONE))
             elif isinstance(event, GtidEvent):
-                gtids.note_mysql(event.gtid)
+                framer.mysql_gtid(event.sid, event.gno)
             elif isinstance(event, RotateEvent):
-                if not in_transaction:
-                    boundary = Checkpoint(Position(event.next_binlog, event.position), gtids.render(), server)
+                framer.rotate(event.next_binlog, event.position)
             elif isinstance(event, NotImplementedEvent):
                 if event.event_type in _COMPRESSED_EVENT_TYPES:
                     raise SourceRefused(
@@ -282,7 +264,7 @@ class BinlogSource:
                     )
             elif isinstance(event, HeartbeatLogEvent):
                 yield Idle(time.time())
-            if self._end is not None and not in_transaction and boundary.position >= self._end:
+            if self._end is not None and framer.past(self._end):
                 return
 
     def _rows(self, event: WriteRowsEvent, boundary: Checkpoint) -> Iterator[SourceItem]:
@@ -318,45 +300,3 @@ class BinlogSource:
                 )
                 continue
             yield ChangeEvent(parsed, boundary, event.timestamp)
-
-
-class _GtidState:
-    """The GTID state at a boundary: MariaDB's last GTID per replication domain (the
-    `gtid_binlog_pos` form), or MySQL's whole executed set (`uuid:1-100,...`)."""
-
-    def __init__(self, per_domain: dict[int, str], mysql_set: GtidSet | None = None) -> None:
-        self._per_domain = per_domain
-        self._mysql_set = mysql_set
-        self._text: str | None = None
-
-    @classmethod
-    def parse(cls, text: str | None, mariadb: bool = True) -> _GtidState:
-        if not mariadb:
-            try:
-                return cls({}, GtidSet(text or None))
-            except (ValueError, TypeError):
-                return cls({}, GtidSet(None))
-        per_domain: dict[int, str] = {}
-        for raw in (text or "").split(","):
-            part = raw.strip()
-            if part.count("-") == 2 and part.split("-")[0].isdigit():
-                per_domain[int(part.split("-")[0])] = part
-        return cls(per_domain)
-
-    def note(self, domain: int, gtid: str) -> None:
-        self._per_domain[domain] = gtid
-        self._text = None
-
-    def note_mysql(self, gtid: str) -> None:
-        if self._mysql_set is None:
-            self._mysql_set = GtidSet(None)
-        self._mysql_set.merge_gtid(Gtid(gtid))
-        self._text = None
-
-    def render(self) -> str | None:
-        if self._text is None:
-            if self._mysql_set is not None:
-                self._text = str(self._mysql_set) or None
-            else:
-                self._text = ",".join(self._per_domain[d] for d in sorted(self._per_domain)) or None
-        return self._text

@@ -1,7 +1,7 @@
-"""A header-only binlog reader with `cdc_offload.source.BinlogSource`'s exact output, several
+"""A header-only binlog reader with `cdc_offload.source.library_reader.BinlogSource`'s exact output, several
 times faster: it frames packets off the socket itself, skips unwatched events by their header and
 decodes the two watched tables with generated per-table decoders."""
 
-from cdc_offload.binlog.reader import FastBinlogReader
+from cdc_offload.source.binlog.reader import FastBinlogReader
 
 __all__ = ["FastBinlogReader"]

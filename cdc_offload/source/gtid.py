@@ -1,13 +1,19 @@
-"""The last MariaDB GTID seen per replication domain, rendered like `gtid_binlog_pos`.
-
-Same parsing and rendering as `cdc_offload.source` (a checkpoint written by one reader must mean
-the same to the other); the rendered text is cached because every commit asks for it.
+"""GTID state at a transaction boundary, the one parsing and rendering every reader uses (a
+checkpoint written by one reader must mean the same to the other): MariaDB's last GTID per
+replication domain (`GtidState`, the `gtid_binlog_pos` form) or MySQL's executed set
+(`MysqlGtidSet`, `uuid:1-100,...`). `gtid_state` picks one for the server at hand; each refuses
+the other family's GTID events, which no honest server sends. The rendered text is cached because
+every commit asks for it.
 """
 
 from __future__ import annotations
 
+from cdc_offload.source.server_facts import SourceRefused
+
 
 class GtidState:
+    """MariaDB: the last GTID seen per replication domain, rendered like `gtid_binlog_pos`."""
+
     __slots__ = ("_per_domain", "_text")
 
     def __init__(self, text: str | None) -> None:
@@ -22,6 +28,9 @@ class GtidState:
         per_domain = self._per_domain
         per_domain[domain] = gtid
         self._text = gtid if len(per_domain) == 1 else None
+
+    def note_event(self, sid: bytes, gno: int) -> None:
+        raise SourceRefused("a MySQL GTID event from a server that said it is MariaDB: the stream cannot be trusted")
 
     def render(self) -> str | None:
         text = self._text
@@ -79,6 +88,9 @@ class MysqlGtidSet:
         else:
             self._add_interval(uuid, gno, gno + 1)
 
+    def note(self, domain: int, gtid: str) -> None:
+        raise SourceRefused("a MariaDB GTID event from a server that said it is MySQL: the stream cannot be trusted")
+
     def note_event(self, sid: bytes, gno: int) -> None:
         """A GTID event's 16-byte SID and its number."""
         h = sid.hex()
@@ -103,3 +115,15 @@ class MysqlGtidSet:
             for start, end in intervals:
                 parts.append(start.to_bytes(8, "little") + end.to_bytes(8, "little"))
         return b"".join(parts)
+
+
+def gtid_state(text: str | None, mariadb: bool) -> GtidState | MysqlGtidSet:
+    """The state a stream starts from: the checkpoint's GTID text, read as the server's family.
+    A checkpoint GTID that is not a MySQL set (another server's) is dropped on MySQL; the set grows
+    from this stream's GTID events."""
+    if mariadb:
+        return GtidState(text)
+    try:
+        return MysqlGtidSet(text)
+    except ValueError:
+        return MysqlGtidSet(None)

@@ -1,7 +1,7 @@
 """Readers for the column types that are not a plain `struct` number: `reader(data, pos) -> value`.
 
 Each returns exactly what python-mysql-replication 1.0.17 returns for the same bytes (the values
-must be equal item for item with `cdc_offload.source`), including its choices for zero dates
+must be equal item for item with `cdc_offload.source.library_reader`), including its choices for zero dates
 (None) and for YEAR (stored byte + 1900).
 """
 

@@ -11,13 +11,14 @@ from typing import Any
 import pymysql
 
 from cdc_offload import tls
-from cdc_offload.binlog.constants import (
+from cdc_offload.mysql_connection import connection_kwargs
+from cdc_offload.settings import Dsn
+from cdc_offload.source.binlog.constants import (
     BINLOG_DUMP_NON_BLOCK,
     BINLOG_THROUGH_GTID,
     COM_BINLOG_DUMP,
     COM_BINLOG_DUMP_GTID,
 )
-from cdc_offload.settings import Dsn
 
 # The largest value MySQL documents for MASTER_HEARTBEAT_PERIOD, in seconds.
 _MAX_HEARTBEAT = 4294967.0
@@ -60,23 +61,9 @@ def parse_error(payload: bytes | bytearray) -> ServerError:
     return ServerError(code, bytes(text).decode("utf-8", "replace"))
 
 
-def connection_kwargs(dsn: Dsn, read_timeout: float) -> dict[str, Any]:
-    # The same connection settings as cdc_offload.source uses, so both readers behave alike
-    # towards the server (TLS, charset, timeouts).
-    return {
-        "host": dsn.host,
-        "port": dsn.port,
-        "user": dsn.user,
-        "password": dsn.password,
-        "charset": "utf8mb4",
-        "connect_timeout": 5,
-        "read_timeout": read_timeout,
-    }
-
-
 def connect(dsn: Dsn, read_timeout: float) -> pymysql.Connection[Any]:
     """The connection a dump will run on (through cdc_offload.tls like every other: the DSN's TLS
-    settings, verified)."""
+    settings, verified), with the same settings as every other connection to the source."""
     return tls.connect(dsn, connection_kwargs(dsn, read_timeout))
 
 

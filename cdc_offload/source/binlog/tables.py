@@ -7,14 +7,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from cdc_offload.binlog import tablemap
-from cdc_offload.binlog.decoders import FastRows, RowDecodeError, fast_path_possible, plan
-from cdc_offload.binlog.library import LibraryRows
-from cdc_offload.binlog.schema_names import SchemaNames
-from cdc_offload.binlog.tablemap import TableMapError
 from cdc_offload.model import OutboxRow, UserRow
 from cdc_offload.rows import outbox_from_values, user_from_values
 from cdc_offload.settings import OUTBOX_LOGICAL_COLUMNS, Settings, TableNames
+from cdc_offload.source.binlog import tablemap
+from cdc_offload.source.binlog.decoders import FastRows, RowDecodeError, fast_path_possible, plan
+from cdc_offload.source.binlog.library import LibraryRows
+from cdc_offload.source.binlog.schema_names import SchemaNames
+from cdc_offload.source.binlog.tablemap import TableMapError
 
 Buffer = bytes | bytearray
 USER_COLUMNS = ("id", "username", "firstname", "lastname", "email", "auth", "deleted", "suspended")

@@ -11,7 +11,7 @@ import select
 import socket
 from collections.abc import Callable
 
-from cdc_offload.binlog.constants import MAX_PACKET_PAYLOAD
+from cdc_offload.source.binlog.constants import MAX_PACKET_PAYLOAD
 
 # Big enough that one recv usually brings many events; small enough to stay in cache-friendly
 # territory and not to matter as resident memory.

@@ -14,10 +14,10 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cdc_offload.binlog import constants as c
-from cdc_offload.binlog import values as v
-from cdc_offload.binlog.charsets import python_encoding
-from cdc_offload.binlog.tablemap import Column, TableMap, read_lenenc
+from cdc_offload.source.binlog import constants as c
+from cdc_offload.source.binlog import values as v
+from cdc_offload.source.binlog.charsets import python_encoding
+from cdc_offload.source.binlog.tablemap import Column, TableMap, read_lenenc
 
 Buffer = bytes | bytearray
 RowReader = Callable[[Buffer, int], tuple[dict[str, object], int]]

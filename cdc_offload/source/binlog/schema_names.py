@@ -27,8 +27,8 @@ from typing import Any, TypeAlias
 import pymysql
 from pymysql.charset import charset_by_name
 
-from cdc_offload.binlog import constants as c
-from cdc_offload.binlog.tablemap import Column, TableMap
+from cdc_offload.source.binlog import constants as c
+from cdc_offload.source.binlog.tablemap import Column, TableMap
 
 # The first versions whose binlog can carry column names (`binlog_row_metadata`).
 NAMES_SINCE_MYSQL = (8, 0, 1)

@@ -1,4 +1,4 @@
-"""`FastBinlogReader`: the binlog as `SourceItem`s, item for item what `cdc_offload.source.
+"""`FastBinlogReader`: the binlog as `SourceItem`s, item for item what `cdc_offload.source.library_reader.
 BinlogSource` yields, at header-only speed.
 
 Most events of a busy Moodle binlog are rows events and table-maps of tables we do not watch.
@@ -6,9 +6,9 @@ For those only the type byte, the table id and (for a table-map) the name bytes 
 UPDATE and DELETE rows events are skipped by type whatever their table. Only the INSERTs of the
 two watched tables are decoded, by a generated decoder cached per table shape (see `decoders`).
 
-Transaction boundaries, the `start` checkpoint of each row, GTID state, `Idle` on heartbeats,
-`Undecodable` and the error mapping follow `BinlogSource` exactly; where the two differ it says
-so at the spot.
+Transaction boundaries, GTID state and the error mapping are `TransactionFramer`'s (shared with
+`BinlogSource`); `Idle` on heartbeats and `Undecodable` follow `BinlogSource` exactly; where the
+two differ it says so at the spot.
 """
 
 from __future__ import annotations
@@ -19,28 +19,10 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 
-import pymysql
-
-from cdc_offload import tls
-from cdc_offload.binlog import constants as c
-from cdc_offload.binlog.framing import ConnectionClosed, PacketStream
-from cdc_offload.binlog.gtid import GtidState, MysqlGtidSet
-from cdc_offload.binlog.protocol import (
-    DumpConnection,
-    ServerError,
-    close_quietly,
-    connect,
-    parse_error,
-    start_dump,
-)
-from cdc_offload.binlog.schema_names import SchemaNames, server_writes_no_names
-from cdc_offload.binlog.tablemap import TableMapError
-from cdc_offload.binlog.tables import CACHE_LIMIT, Decoder, Watched
 from cdc_offload.errors import SourceError
 from cdc_offload.model import (
     ChangeEvent,
     Checkpoint,
-    Commit,
     EventCounts,
     Idle,
     OutboxUpdate,
@@ -48,16 +30,22 @@ from cdc_offload.model import (
     SourceItem,
     Undecodable,
 )
-from cdc_offload.server import (
-    COMPRESSED,
-    ER_MASTER_FATAL_ERROR_READING_BINLOG,
-    ER_SLAVE_SAME_ID,
-    SourceRefused,
-    cannot_resume,
-    same_id_refused,
-    server_facts,
-)
 from cdc_offload.settings import Settings
+from cdc_offload.source.binlog import constants as c
+from cdc_offload.source.binlog.framing import PacketStream
+from cdc_offload.source.binlog.protocol import (
+    DumpConnection,
+    close_quietly,
+    connect,
+    parse_error,
+    start_dump,
+)
+from cdc_offload.source.binlog.schema_names import SchemaNames, server_writes_no_names
+from cdc_offload.source.binlog.tablemap import TableMapError
+from cdc_offload.source.binlog.tables import CACHE_LIMIT, Decoder, Watched
+from cdc_offload.source.framer import READ_ERRORS, TransactionFramer, read_failed
+from cdc_offload.source.gtid import MysqlGtidSet
+from cdc_offload.source.server_facts import COMPRESSED, ServerFacts, SourceRefused, server_facts
 
 Buffer = bytes | bytearray
 
@@ -117,7 +105,7 @@ class FastBinlogReader:
         self._blocking = blocking
         self._watched = watched or Watched.from_settings(settings)
         self._dump: DumpConnection | None = None
-        self._server: str | None = None
+        self._facts: ServerFacts | None = None
         self._schema_names: SchemaNames | None = None
 
     def close(self) -> None:
@@ -133,29 +121,10 @@ class FastBinlogReader:
             yield from self._items()
         except SourceError:
             raise
-        except ServerError as error:
-            raise self._server_error(error.code, error.message) from None
-        except tls.TlsError as error:
-            raise SourceError(f"binlog connection refused: {error.message}") from None
-        except pymysql.err.OperationalError as error:
-            code = error.args[0] if error.args else 0
-            message = str(error.args[1]) if len(error.args) > 1 else str(error)
-            raise self._server_error(code, message) from None
-        except (ConnectionClosed, TimeoutError):
-            raise SourceError("the binlog connection was lost") from None
-        except (OSError, pymysql.err.Error) as error:
-            raise SourceError(f"binlog read failed: {type(error).__name__}") from None
+        except READ_ERRORS as error:
+            raise read_failed(error, self._settings, self._start) from None
         finally:
             self.close()
-
-    def _server_error(self, code: int, message: str) -> SourceError:
-        if code == ER_MASTER_FATAL_ERROR_READING_BINLOG:
-            return cannot_resume(self._settings, self._start, message)
-        if code == ER_SLAVE_SAME_ID:
-            return same_id_refused(self._settings)
-        if code in (2006, 2013):
-            return SourceError("the binlog connection was lost")
-        return SourceError(f"binlog read failed: MySQL error {code}")
 
     def _items(self) -> Iterator[SourceItem]:
         settings = self._settings
@@ -187,7 +156,7 @@ class FastBinlogReader:
                     f"the checkpoint's GTID {self._start.gtid!r} is not a MySQL GTID set, and {settings.source} is "
                     "MySQL: resume by position (--resume position) or pick a start with `cdc-offload position set`"
                 ) from None
-        self._server = str(facts.server_id)
+        self._facts = facts
         dump = self._dump = start_dump(
             connection,
             server_id=settings.server_id,
@@ -206,8 +175,10 @@ class FastBinlogReader:
             stream.close()
 
     def _events(self, stream: PacketStream, dump: DumpConnection) -> Iterator[SourceItem]:
-        # Everything the loop touches per event is a local: attribute lookups would cost more
-        # than the work on a skipped event.
+        # Kept as one long loop on purpose: it is the measured hot path (benchmarks/bench_reader.py),
+        # and a call per event would cost more than the work on a skipped event. For the same
+        # reason everything it touches per event is a local; the framer is called only at
+        # transaction-level events (GTID, BEGIN, XID, ROTATE), a few per transaction.
         end = self._end
         watched = self._watched
         prefixes = watched.prefixes
@@ -229,10 +200,8 @@ class FastBinlogReader:
         shape_at = 20 if schema_names is not None else 26
 
         log_file = self._start.position.file
-        boundary = self._start
-        server = self._server
-        gtids = _gtid_state(self._start.gtid, dump.mariadb)
-        in_transaction = False
+        assert self._facts is not None  # set by _items before the dump starts
+        framer = TransactionFramer(self._start, mariadb=dump.mariadb, server_id=self._facts.server_id)
         insert_id: int | None = None  # from an INTVAR event: the next statement's first AUTO_INCREMENT
         tables: dict[int, Decoder] = {}  # table id -> decoder, watched tables of this file only
         updated: dict[int, Decoder] = {}  # table id -> decoder, the outbox's only (its UPDATEs are read)
@@ -295,8 +264,8 @@ class FastBinlogReader:
                     decoder = tables.get(u64(ev, p + 20)[0] & mask)
                     if decoder is not None:
                         writes += 1
-                        yield from self._write_rows(decoder, ev, p, e, boundary, crc, rows_headers)
-                        if end is not None and not in_transaction and boundary.position >= end:
+                        yield from _write_rows(decoder, ev, p, e, framer.boundary, crc, rows_headers)
+                        if end is not None and framer.past(end):
                             return
                 continue
             if kind in skipped_rows:
@@ -307,13 +276,13 @@ class FastBinlogReader:
                 if updated:
                     decoder = updated.get(u64(ev, p + 20)[0] & mask)
                     if decoder is not None:
-                        yield from self._update_rows(decoder, ev, p, e, boundary, crc, rows_headers)
+                        yield from _update_rows(decoder, ev, p, e, framer.boundary, crc, rows_headers)
                 continue
             if kind == table_map:
                 if ev.startswith(prefixes, p + 20 + map_header):
                     stop_at = e - crc
                     if crc and crc32(ev[p + 1 : stop_at]) != u32(ev, stop_at)[0]:
-                        raise self._checksum_error(log_file, ev, p)
+                        raise _checksum_error(log_file, ev, p)
                     # The file's checksum setting is part of the shape: a library decoder strips it.
                     key = bytes(ev[p + shape_at : stop_at]) + (b"c" if crc else b"n")
                     decoder = shapes.get(key)
@@ -344,24 +313,21 @@ class FastBinlogReader:
                 continue
 
             if kind == c.MARIADB_GTID:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 seq_no, domain, flags = _MARIADB_GTID_BODY(ev, p + 20)
                 gtid_events += 1
-                gtids.note(domain, f"{domain}-{u32(ev, p + 6)[0]}-{seq_no}")
-                in_transaction = not flags & c.GTID_STANDALONE
+                framer.mariadb_gtid(domain, f"{domain}-{u32(ev, p + 6)[0]}-{seq_no}", bool(flags & c.GTID_STANDALONE))
             elif kind == c.XID:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 xids += 1
                 if time.monotonic() - reported_at > _COUNTS_EVERY:
                     yield _counts(events, writes, xids, queries, rotates, gtid_events, heartbeats)
                     events = writes = xids = queries = rotates = gtid_events = heartbeats = 0
                     reported_at = time.monotonic()
-                in_transaction = False
                 insert_id = None
-                boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render(), server)
-                yield Commit(boundary, u32(ev, p + 1)[0])
+                yield framer.commit(log_file, u32(ev, p + 14)[0], u32(ev, p + 1)[0])
             elif kind == c.QUERY:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 queries += 1
                 body = p + 20
                 query_header = post_header[c.QUERY - 1] if len(post_header) >= c.QUERY else 13
@@ -376,7 +342,7 @@ class FastBinlogReader:
                         outbox = watched.tables[-1].keys is not None and table == watched.tables[-1].table
                         yield Undecodable(
                             table,
-                            boundary,
+                            framer.boundary,
                             u32(ev, p + 1)[0],
                             _STATEMENT_FORMAT,
                             insert_id if outbox else None,
@@ -384,13 +350,17 @@ class FastBinlogReader:
                             statement_format=True,
                         )
                     insert_id = None
-                if size <= 64 and head == b"BEGIN":
-                    in_transaction = True
-                elif (size <= 64 and head == b"COMMIT") or not in_transaction:
-                    in_transaction = False
+                short = size <= 64
+                committed = framer.query(
+                    begin=short and head == b"BEGIN",
+                    commit=short and head == b"COMMIT",
+                    file=log_file,
+                    offset=u32(ev, p + 14)[0],
+                    timestamp=u32(ev, p + 1)[0],
+                )
+                if committed is not None:
                     insert_id = None
-                    boundary = Checkpoint(Position(log_file, u32(ev, p + 14)[0]), gtids.render(), server)
-                    yield Commit(boundary, u32(ev, p + 1)[0])
+                    yield committed
             elif kind == c.INTVAR:
                 if ev[p + 20] == c.INTVAR_INSERT_ID:
                     insert_id = u64(ev, p + 21)[0]
@@ -402,10 +372,9 @@ class FastBinlogReader:
                 log_file = ev[p + 28 : e - (4 if has_crc else 0)].decode()
                 tables.clear()
                 updated.clear()
-                if not in_transaction:
-                    boundary = Checkpoint(Position(log_file, u64(ev, p + 20)[0]), gtids.render(), server)
+                framer.rotate(log_file, u64(ev, p + 20)[0])
             elif kind == c.FORMAT_DESCRIPTION:
-                post_header, server_version, crc = self._format_description(ev, p, e, log_file)
+                post_header, server_version, crc = _format_description(ev, p, e, log_file)
                 map_header = post_header[c.TABLE_MAP - 1]
                 rows_headers = (post_header[c.WRITE_ROWS_V1 - 1], post_header[c.WRITE_ROWS_V2 - 1])
                 tables.clear()
@@ -420,10 +389,10 @@ class FastBinlogReader:
                     reported_at = time.monotonic()
                 yield Idle(time.time())
             elif kind == c.MYSQL_GTID:
-                self._verify(crc, ev, p, e, log_file)
+                _verify(crc, ev, p, e, log_file)
                 gtid_events += 1
                 # Body: flags (1), the server's UUID (16), the transaction number (8).
-                gtids.note_event(bytes(ev[p + 21 : p + 37]), u64(ev, p + 37)[0])
+                framer.mysql_gtid(bytes(ev[p + 21 : p + 37]), u64(ev, p + 37)[0])
             elif kind == c.GTID_TAGGED:
                 raise SourceRefused(_TAGGED_GTID.format(where=f"{log_file}:{u32(ev, p + 14)[0]}"))
             elif kind in c.MARIADB_COMPRESSED or kind == c.TRANSACTION_PAYLOAD:
@@ -433,7 +402,7 @@ class FastBinlogReader:
                 raise SourceRefused(_too_old(log_file, "a binlog format older than MySQL 5.0"))
             else:
                 continue
-            if end is not None and not in_transaction and boundary.position >= end:
+            if end is not None and framer.past(end):
                 return
 
     def _statement_table(self, ev: Buffer, db_at: int, text_at: int, stop: int) -> str | None:
@@ -453,143 +422,143 @@ class FastBinlogReader:
         name = table.decode(errors="replace")
         return next((t.table for t in watched.tables if t.table == name), None)
 
-    @staticmethod
-    def _verify(crc: int, ev: Buffer, p: int, e: int, log_file: str) -> None:
-        if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
-            raise FastBinlogReader._checksum_error(log_file, ev, p)
 
-    @staticmethod
-    def _checksum_error(log_file: str, ev: Buffer, p: int) -> SourceError:
-        return SourceError(f"binlog event checksum mismatch at {log_file}:{_U32(ev, p + 14)[0]}: the stream is corrupt")
+def _verify(crc: int, ev: Buffer, p: int, e: int, log_file: str) -> None:
+    if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
+        raise _checksum_error(log_file, ev, p)
 
-    @staticmethod
-    def _format_description(ev: Buffer, p: int, e: int, log_file: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-        """The file's post-header lengths, server version and checksum length; a refusal for
-        formats this reader cannot follow."""
-        body = p + 20
-        version_text = bytes(ev[body + 2 : body + 52]).rstrip(b"\0").decode(errors="replace")
-        try:
-            server_version = tuple(int(part) for part in version_text.split("-")[0].split("."))
-        except ValueError:
-            server_version = (0, 0, 0)
-        if _U16(ev, body)[0] != 4 or server_version < (5, 6):
-            raise SourceRefused(_too_old(log_file, f"a server of version {version_text or 'unknown'}"))
-        # Servers since MySQL 5.6.1 end their FORMAT_DESCRIPTION with the file's checksum
-        # algorithm and 4 checksum bytes (whatever the algorithm).
-        algorithm = ev[e - 5]
-        crc = c.CHECKSUM_LEN if algorithm == c.CHECKSUM_ALG_CRC32 else 0
-        if algorithm not in (c.CHECKSUM_ALG_OFF, c.CHECKSUM_ALG_CRC32):
+
+def _checksum_error(log_file: str, ev: Buffer, p: int) -> SourceError:
+    return SourceError(f"binlog event checksum mismatch at {log_file}:{_U32(ev, p + 14)[0]}: the stream is corrupt")
+
+
+def _format_description(ev: Buffer, p: int, e: int, log_file: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """The file's post-header lengths, server version and checksum length; a refusal for
+    formats this reader cannot follow."""
+    body = p + 20
+    version_text = bytes(ev[body + 2 : body + 52]).rstrip(b"\0").decode(errors="replace")
+    try:
+        server_version = tuple(int(part) for part in version_text.split("-")[0].split("."))
+    except ValueError:
+        server_version = (0, 0, 0)
+    if _U16(ev, body)[0] != 4 or server_version < (5, 6):
+        raise SourceRefused(_too_old(log_file, f"a server of version {version_text or 'unknown'}"))
+    # Servers since MySQL 5.6.1 end their FORMAT_DESCRIPTION with the file's checksum
+    # algorithm and 4 checksum bytes (whatever the algorithm).
+    algorithm = ev[e - 5]
+    crc = c.CHECKSUM_LEN if algorithm == c.CHECKSUM_ALG_CRC32 else 0
+    if algorithm not in (c.CHECKSUM_ALG_OFF, c.CHECKSUM_ALG_CRC32):
+        raise SourceRefused(
+            f"{log_file} uses binlog checksum algorithm {algorithm}, which this reader does not know: "
+            "SET GLOBAL binlog_checksum = CRC32 (or NONE), FLUSH BINARY LOGS, then `cdc-offload position set --now`"
+        )
+    if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
+        raise _checksum_error(log_file, ev, p)
+    post_header = tuple(ev[body + 57 : e - 5])
+    if len(post_header) < c.WRITE_ROWS_V2 or post_header[c.TABLE_MAP - 1] != 8:
+        raise SourceRefused(_too_old(log_file, "a server older than MySQL 5.1.4 (4-byte table ids)"))
+    # MySQL 8.4 and 9.x write 0 for the old v1 rows events: they never write them (checked
+    # when one arrives). Version 2 rows events carry 10 bytes (table id, flags, extra length).
+    if post_header[c.WRITE_ROWS_V1 - 1] not in (0, 8) or post_header[c.WRITE_ROWS_V2 - 1] not in (0, 10):
+        raise SourceRefused(
+            f"{log_file} declares rows events of a layout this reader does not know "
+            f"(post-header lengths {post_header[c.WRITE_ROWS_V1 - 1]}/{post_header[c.WRITE_ROWS_V2 - 1]}): "
+            "read it with a newer cdc-offload; rows are Moodle's to send meanwhile"
+        )
+    return post_header, server_version, crc
+
+
+def _payload(ev: Buffer, p: int, rows_headers: tuple[int, int]) -> int:
+    """Where the rows of a rows event begin (after the post-header and v2's extra data)."""
+    if ev[p + 5] in (c.WRITE_ROWS_V1, c.UPDATE_ROWS_V1):
+        if not rows_headers[0]:
             raise SourceRefused(
-                f"{log_file} uses binlog checksum algorithm {algorithm}, which this reader does not know: "
-                "SET GLOBAL binlog_checksum = CRC32 (or NONE), FLUSH BINARY LOGS, then `cdc-offload position set --now`"
+                "a version 1 rows event in a binlog file whose FORMAT_DESCRIPTION says it has none: "
+                "the file is corrupt or of an unknown server; rows are Moodle's to send"
             )
-        if crc and zlib.crc32(ev[p + 1 : e - crc]) != _U32(ev, e - crc)[0]:
-            raise FastBinlogReader._checksum_error(log_file, ev, p)
-        post_header = tuple(ev[body + 57 : e - 5])
-        if len(post_header) < c.WRITE_ROWS_V2 or post_header[c.TABLE_MAP - 1] != 8:
-            raise SourceRefused(_too_old(log_file, "a server older than MySQL 5.1.4 (4-byte table ids)"))
-        # MySQL 8.4 and 9.x write 0 for the old v1 rows events: they never write them (checked
-        # when one arrives). Version 2 rows events carry 10 bytes (table id, flags, extra length).
-        if post_header[c.WRITE_ROWS_V1 - 1] not in (0, 8) or post_header[c.WRITE_ROWS_V2 - 1] not in (0, 10):
-            raise SourceRefused(
-                f"{log_file} declares rows events of a layout this reader does not know "
-                f"(post-header lengths {post_header[c.WRITE_ROWS_V1 - 1]}/{post_header[c.WRITE_ROWS_V2 - 1]}): "
-                "read it with a newer cdc-offload; rows are Moodle's to send meanwhile"
-            )
-        return post_header, server_version, crc
+        return p + 20 + rows_headers[0]
+    return p + 20 + rows_headers[1] + int(_U16(ev, p + 28)[0]) - 2
 
-    @staticmethod
-    def _payload(ev: Buffer, p: int, rows_headers: tuple[int, int]) -> int:
-        """Where the rows of a rows event begin (after the post-header and v2's extra data)."""
-        if ev[p + 5] in (c.WRITE_ROWS_V1, c.UPDATE_ROWS_V1):
-            if not rows_headers[0]:
-                raise SourceRefused(
-                    "a version 1 rows event in a binlog file whose FORMAT_DESCRIPTION says it has none: "
-                    "the file is corrupt or of an unknown server; rows are Moodle's to send"
-                )
-            return p + 20 + rows_headers[0]
-        return p + 20 + rows_headers[1] + int(_U16(ev, p + 28)[0]) - 2
 
-    @staticmethod
-    def _write_rows(
-        decoder: Decoder,
-        ev: Buffer,
-        p: int,
-        e: int,
-        boundary: Checkpoint,
-        crc: int,
-        rows_headers: tuple[int, int],
-    ) -> Iterator[SourceItem]:
-        stop = e - crc
-        if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
-            raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
-        if not decoder.has_names:
+def _write_rows(
+    decoder: Decoder,
+    ev: Buffer,
+    p: int,
+    e: int,
+    boundary: Checkpoint,
+    crc: int,
+    rows_headers: tuple[int, int],
+) -> Iterator[SourceItem]:
+    stop = e - crc
+    if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
+        raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
+    if not decoder.has_names:
+        raise SourceRefused(_NO_NAMES)
+    timestamp = _U32(ev, p + 1)[0]
+    payload = _payload(ev, p, rows_headers)
+    try:
+        rows = decoder.rows.rows(ev, p, e, payload, stop)
+    except TableMapError as error:
+        yield Undecodable(decoder.table, boundary, timestamp, str(error))
+        return
+    except Exception as error:  # noqa: BLE001 - any decoder failure leaves the event's rows to Moodle
+        yield Undecodable(decoder.table, boundary, timestamp, f"row decoding failed: {type(error).__name__}")
+        return
+    # Differs from BinlogSource in one respect: text that is not UTF-8 reaches rows.py as
+    # bytes, so only that row is Undecodable (the library gives up on the whole event).
+    for values in rows:
+        if not decoder.fast and any(name.startswith("UNKNOWN_COL") for name in values):
             raise SourceRefused(_NO_NAMES)
-        timestamp = _U32(ev, p + 1)[0]
-        payload = FastBinlogReader._payload(ev, p, rows_headers)
         try:
-            rows = decoder.rows.rows(ev, p, e, payload, stop)
-        except TableMapError as error:
-            yield Undecodable(decoder.table, boundary, timestamp, str(error))
-            return
-        except Exception as error:  # noqa: BLE001 - any decoder failure leaves the event's rows to Moodle
-            yield Undecodable(decoder.table, boundary, timestamp, f"row decoding failed: {type(error).__name__}")
-            return
-        # Differs from BinlogSource in one respect: text that is not UTF-8 reaches rows.py as
-        # bytes, so only that row is Undecodable (the library gives up on the whole event).
-        for values in rows:
-            if not decoder.fast and any(name.startswith("UNKNOWN_COL") for name in values):
-                raise SourceRefused(_NO_NAMES)
-            try:
-                row = decoder.convert(values)
-            except ValueError as error:
-                yield Undecodable(
-                    decoder.table,
-                    boundary,
-                    timestamp,
-                    str(error),
-                    getattr(error, "outbox_id", None),
-                    getattr(error, "userid", None),
-                )
-                continue
-            yield ChangeEvent(row, boundary, timestamp)
+            row = decoder.convert(values)
+        except ValueError as error:
+            yield Undecodable(
+                decoder.table,
+                boundary,
+                timestamp,
+                str(error),
+                getattr(error, "outbox_id", None),
+                getattr(error, "userid", None),
+            )
+            continue
+        yield ChangeEvent(row, boundary, timestamp)
 
-    @staticmethod
-    def _update_rows(
-        decoder: Decoder,
-        ev: Buffer,
-        p: int,
-        e: int,
-        boundary: Checkpoint,
-        crc: int,
-        rows_headers: tuple[int, int],
-    ) -> Iterator[SourceItem]:
-        """One `OutboxUpdate` per changed outbox row. An UPDATE we cannot read is counted as
-        undecodable (no row is at stake: it only tells who sent what)."""
-        stop = e - crc
-        if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
-            raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
-        updates, keys = decoder.updates, decoder.keys
-        assert updates is not None and keys is not None
-        timestamp = _U32(ev, p + 1)[0]
-        try:
-            pairs = updates.update_rows(ev, p, e, FastBinlogReader._payload(ev, p, rows_headers), stop)
-            items = [
-                OutboxUpdate(
-                    _integer(before[keys.id]),
-                    _integer(before[keys.userid]),
-                    _optional_integer(before[keys.sent]),
-                    _optional_integer(after[keys.sent]),
-                    boundary,
-                    timestamp,
-                    None if keys.modifiedtime is None else before[keys.modifiedtime] != after[keys.modifiedtime],
-                )
-                for before, after in pairs
-            ]
-        except Exception as error:  # noqa: BLE001 - an unreadable UPDATE is reported, never guessed at
-            yield Undecodable(decoder.table, boundary, timestamp, f"outbox UPDATE not decoded: {type(error).__name__}")
-            return
-        yield from items
+
+def _update_rows(
+    decoder: Decoder,
+    ev: Buffer,
+    p: int,
+    e: int,
+    boundary: Checkpoint,
+    crc: int,
+    rows_headers: tuple[int, int],
+) -> Iterator[SourceItem]:
+    """One `OutboxUpdate` per changed outbox row. An UPDATE we cannot read is counted as
+    undecodable (no row is at stake: it only tells who sent what)."""
+    stop = e - crc
+    if crc and zlib.crc32(ev[p + 1 : stop]) != _U32(ev, stop)[0]:
+        raise SourceError("binlog event checksum mismatch in a watched rows event: the stream is corrupt")
+    updates, keys = decoder.updates, decoder.keys
+    assert updates is not None and keys is not None
+    timestamp = _U32(ev, p + 1)[0]
+    try:
+        pairs = updates.update_rows(ev, p, e, _payload(ev, p, rows_headers), stop)
+        items = [
+            OutboxUpdate(
+                _integer(before[keys.id]),
+                _integer(before[keys.userid]),
+                _optional_integer(before[keys.sent]),
+                _optional_integer(after[keys.sent]),
+                boundary,
+                timestamp,
+                None if keys.modifiedtime is None else before[keys.modifiedtime] != after[keys.modifiedtime],
+            )
+            for before, after in pairs
+        ]
+    except Exception as error:  # noqa: BLE001 - an unreadable UPDATE is reported, never guessed at
+        yield Undecodable(decoder.table, boundary, timestamp, f"outbox UPDATE not decoded: {type(error).__name__}")
+        return
+    yield from items
 
 
 def _integer(value: object) -> int:
@@ -600,31 +569,6 @@ def _integer(value: object) -> int:
 
 def _optional_integer(value: object) -> int | None:
     return None if value is None else _integer(value)
-
-
-def _gtid_state(text: str | None, mariadb: bool) -> _MariadbGtids | _MysqlGtids:
-    if mariadb:
-        return _MariadbGtids(text)
-    try:
-        return _MysqlGtids(text)
-    except ValueError:
-        # Like BinlogSource: a checkpoint GTID that is not a MySQL set (another server's) is
-        # dropped; the set grows from this stream's GTID events.
-        return _MysqlGtids(None)
-
-
-class _MariadbGtids(GtidState):
-    __slots__ = ()
-
-    def note_event(self, sid: bytes, gno: int) -> None:
-        raise SourceRefused("a MySQL GTID event from a server that said it is MariaDB: the stream cannot be trusted")
-
-
-class _MysqlGtids(MysqlGtidSet):
-    __slots__ = ()
-
-    def note(self, domain: int, gtid: str) -> None:
-        raise SourceRefused("a MariaDB GTID event from a server that said it is MySQL: the stream cannot be trusted")
 
 
 def _too_old(log_file: str, what: str) -> SourceRefused:

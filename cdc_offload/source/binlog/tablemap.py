@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from cdc_offload.binlog import constants as c
+from cdc_offload.source.binlog import constants as c
 
 
 class TableMapError(ValueError):

@@ -24,83 +24,51 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
 from cdc_offload.errors import SourceError
-from cdc_offload.model import Checkpoint, Commit, EventCounts, Idle, SourceItem
+from cdc_offload.model import Checkpoint, SourceItem
 from cdc_offload.settings import Settings
+from cdc_offload.source.batching import Added, Batch
+from cdc_offload.source.handover import ReaderEnded, Source
 
-# Items per message at most, so a large transaction reaches the loop in pieces.
-CHUNK = 256
 # What the child has read goes to the loop at the latest this long after it was read, even while
 # the server keeps it busy; as soon as the next read would wait, it goes at once.
 MAX_HOLD_SECONDS = 0.02
 
 
-class _Source(Protocol):
-    def __iter__(self) -> Iterator[SourceItem]: ...
-
-    def close(self) -> None: ...
-
-
 class OpenSource(Protocol):
-    def __call__(self, settings: Settings, start: Checkpoint, *, on_wait: Callable[[], None]) -> _Source: ...
+    def __call__(self, settings: Settings, start: Checkpoint, *, on_wait: Callable[[], None]) -> Source: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Ended:
-    error: SourceError | None
-
-
-class _Batcher:
-    """Collects items into messages to the parent: one message per pickle and pipe write, which is
-    what the parent's reader thread pays for. Boundaries of transactions without watched rows
-    replace each other (only the newest moves the checkpoint)."""
+class _Sender:
+    """Sends batches (`batching.Batch`) to the parent: one message per pickle and pipe write, which
+    is what the parent's reader thread pays for. A batch goes when full, when it has waited
+    MAX_HOLD_SECONDS, on Idle, and (`flush`) whenever the next read would wait."""
 
     def __init__(self, out: multiprocessing.connection.Connection) -> None:
         self._out = out
-        self._batch: list[SourceItem] = []
-        self._held: Commit | None = None
-        self._watched = False
+        self._batch = Batch()
         self._sent_at = time.monotonic()
 
     def add(self, item: SourceItem) -> None:
-        batch = self._batch
-        if isinstance(item, Commit):
-            if not self._watched:
-                self._held = item
-                return
-            batch.append(item)
-            self._watched = False
-        elif isinstance(item, EventCounts):
-            batch.append(item)
-        else:
-            if self._held is not None:
-                batch.append(self._held)
-                self._held = None
-            batch.append(item)
-            if isinstance(item, Idle):
-                self.flush()
-                return
-            self._watched = True
-        if len(batch) >= CHUNK or time.monotonic() - self._sent_at >= MAX_HOLD_SECONDS:
+        added = self._batch.add(item)
+        if added is Added.HELD:
+            return
+        if added is Added.IDLE or self._batch.full or time.monotonic() - self._sent_at >= MAX_HOLD_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         """Everything so far, with the newest boundary (called before a read would wait)."""
-        if self._held is not None:
-            self._batch.append(self._held)
-            self._held = None
-        if self._batch:
-            self._out.send(self._batch)
-            self._batch = []
+        items = self._batch.take()
+        if items:
+            self._out.send(items)
         self._sent_at = time.monotonic()
 
     def end(self, error: SourceError | None) -> None:
         self.flush()
-        self._out.send(_Ended(error))
+        self._out.send(ReaderEnded(error))
 
 
 def _exit_with_the_sidecar(out: multiprocessing.connection.Connection) -> None:
@@ -129,7 +97,7 @@ def _read(
     out: multiprocessing.connection.Connection,
 ) -> None:
     _exit_with_the_sidecar(out)
-    batcher = _Batcher(out)
+    batcher = _Sender(out)
     try:
         try:
             for item in open_source(settings, start, on_wait=batcher.flush):
@@ -179,7 +147,7 @@ class ProcessSource:
                     if self._closed:
                         return
                     raise SourceError("the binlog reader process ended") from None
-                if isinstance(message, _Ended):
+                if isinstance(message, ReaderEnded):
                     if message.error is not None:
                         raise message.error
                     return
@@ -196,7 +164,7 @@ class ProcessSource:
             process.join(5)
 
 
-def supported() -> bool:
+def process_supported() -> bool:
     """Linux only: where the fork server and the pipe's POLLERR behave as relied on here."""
     return sys.platform == "linux"
 

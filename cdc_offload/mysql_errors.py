@@ -55,10 +55,7 @@ def explain(error: BaseException, side: str, dsn: Dsn) -> Explained:
 
 
 def _by_code(code: int | None, text: str, side: str, dsn: Dsn) -> tuple[str, str]:
-    account = f"`{dsn.user}`"
     where = f"{dsn.host}:{dsn.port}"
-    password = f"--{side}-password-file (or CDC_OFFLOAD_{side.upper()}_PASSWORD)"
-    grants = "run the GRANT statements `cdc-offload init` prints"
     if code == 2003 and any(words in text for words in _NO_SUCH_HOST):
         return f"the host name {dsn.host!r} does not resolve", f"correct the host in --{side}-dsn (or the DNS)"
     if code == 2003 and any(words in text for words in _REFUSED):
@@ -71,7 +68,22 @@ def _by_code(code: int | None, text: str, side: str, dsn: Dsn) -> tuple[str, str
             f"no answer from {where} in time",
             f"check the host and port in --{side}-dsn, and the firewalls and security groups between",
         )
-    known: dict[int, tuple[str, str]] = {
+    known = _known(side, dsn, text)
+    if code in known:
+        return known[code]
+    return (
+        f"the server at {where} refused the request" if code is not None else f"cannot connect to {where}",
+        f"look the code up in the server's error reference; check --{side}-dsn and {_password_option(side)}",
+    )
+
+
+def _known(side: str, dsn: Dsn, text: str) -> dict[int, tuple[str, str]]:
+    """What each error code a connection or statement of ours meets says, and its fix."""
+    account = f"`{dsn.user}`"
+    where = f"{dsn.host}:{dsn.port}"
+    password = _password_option(side)
+    grants = "run the GRANT statements `cdc-offload init` prints"
+    return {
         2003: (f"cannot reach {where}", f"check the host and port in --{side}-dsn, the server and the network"),
         2005: (f"the host name {dsn.host!r} does not resolve", f"correct the host in --{side}-dsn (or the DNS)"),
         1045: (
@@ -130,9 +142,7 @@ def _by_code(code: int | None, text: str, side: str, dsn: Dsn) -> tuple[str, str
             "check the server's error log, and proxies or firewalls cutting idle links",
         ),
     }
-    if code in known:
-        return known[code]
-    return (
-        f"the server at {where} refused the request" if code is not None else f"cannot connect to {where}",
-        f"look the code up in the server's error reference; check --{side}-dsn and {password}",
-    )
+
+
+def _password_option(side: str) -> str:
+    return f"--{side}-password-file (or CDC_OFFLOAD_{side.upper()}_PASSWORD)"

@@ -216,7 +216,6 @@ class BinlogSource:
             return
         reader = self._reader = self._open(facts)
         framer = TransactionFramer(self._start, mariadb=facts.mariadb, server_id=facts.server_id)
-        watched = self._watched
         counts: dict[str, int] = {}
         seen = 0
         reported_at = time.monotonic()
@@ -233,39 +232,32 @@ class BinlogSource:
                 yield EventCounts(tuple(counts.items()))
                 counts = {}
                 reported_at = time.monotonic()
-            if isinstance(event, WriteRowsEvent):
-                if event.schema != watched.schema:
-                    continue
-                yield from self._rows(event, framer.boundary)
-            elif isinstance(event, XidEvent):
-                yield framer.commit(reader.log_file, reader.log_pos, event.timestamp)
-            elif isinstance(event, QueryEvent):
-                query = event.query.strip().upper() if isinstance(event.query, str) else ""
-                committed = framer.query(
-                    begin=query == "BEGIN",
-                    commit=query == "COMMIT",
-                    file=reader.log_file,
-                    offset=reader.log_pos,
-                    timestamp=event.timestamp,
-                )
-                if committed is not None:
-                    yield committed
-            elif isinstance(event, MariadbGtidEvent):
-                framer.mariadb_gtid(event.domain_id, event.gtid, bool(event.flags & GTID_STANDALONE))
-            elif isinstance(event, GtidEvent):
-                framer.mysql_gtid(event.sid, event.gno)
-            elif isinstance(event, RotateEvent):
-                framer.rotate(event.next_binlog, event.position)
-            elif isinstance(event, NotImplementedEvent):
-                if event.event_type in _COMPRESSED_EVENT_TYPES:
-                    raise SourceRefused(
-                        f"a compressed binlog event (type {event.event_type}) at {reader.log_file}:{reader.log_pos}: "
-                        + COMPRESSED
-                    )
-            elif isinstance(event, HeartbeatLogEvent):
-                yield Idle(time.time())
+            yield from self._handle(event, framer, reader)
             if self._end is not None and framer.past(self._end):
                 return
+
+    def _handle(self, event: Any, framer: TransactionFramer, reader: Any) -> Iterator[SourceItem]:
+        """What one library event means for the loop (most mean nothing; the framer keeps track)."""
+        if isinstance(event, WriteRowsEvent):
+            if event.schema == self._watched.schema:
+                yield from self._rows(event, framer.boundary)
+        elif isinstance(event, XidEvent):
+            yield framer.commit(reader.log_file, reader.log_pos, event.timestamp)
+        elif isinstance(event, QueryEvent):
+            query = event.query.strip().upper() if isinstance(event.query, str) else ""
+            committed = framer.query(
+                begin=query == "BEGIN",
+                commit=query == "COMMIT",
+                file=reader.log_file,
+                offset=reader.log_pos,
+                timestamp=event.timestamp,
+            )
+            if committed is not None:
+                yield committed
+        elif isinstance(event, HeartbeatLogEvent):
+            yield Idle(time.time())
+        else:
+            _track(event, framer, reader)
 
     def _rows(self, event: WriteRowsEvent, boundary: Checkpoint) -> Iterator[SourceItem]:
         table = event.table
@@ -300,3 +292,17 @@ class BinlogSource:
                 )
                 continue
             yield ChangeEvent(parsed, boundary, event.timestamp)
+
+
+def _track(event: Any, framer: TransactionFramer, reader: Any) -> None:
+    """Events that only move the framer's GTID or file, or that refuse the stream."""
+    if isinstance(event, MariadbGtidEvent):
+        framer.mariadb_gtid(event.domain_id, event.gtid, bool(event.flags & GTID_STANDALONE))
+    elif isinstance(event, GtidEvent):
+        framer.mysql_gtid(event.sid, event.gno)
+    elif isinstance(event, RotateEvent):
+        framer.rotate(event.next_binlog, event.position)
+    elif isinstance(event, NotImplementedEvent) and event.event_type in _COMPRESSED_EVENT_TYPES:
+        raise SourceRefused(
+            f"a compressed binlog event (type {event.event_type}) at {reader.log_file}:{reader.log_pos}: " + COMPRESSED
+        )

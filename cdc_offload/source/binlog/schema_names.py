@@ -159,42 +159,75 @@ def _set_bytes(count: int) -> int:
     return 8 if size > 4 else size
 
 
+def _temporal(column: Column, declared: SchemaColumn) -> bool:
+    new, old = _TEMPORAL[declared.data_type]
+    # Tables from before MySQL 5.6.4 keep the old, whole-second format until rebuilt.
+    return (column.type == new and column.fsp == (declared.fsp or 0)) or (column.type == old and not declared.fsp)
+
+
+def _blob(column: Column, declared: SchemaColumn) -> bool:
+    data_type = declared.data_type
+    prefix = _BLOB_PREFIX.get(data_type[: -len("text")] if data_type.endswith("text") else data_type[:-4])
+    return column.type == c.T_BLOB and column.length_size == prefix
+
+
+def _decimal(column: Column, declared: SchemaColumn) -> bool:
+    shape = (column.precision, column.decimals)
+    return column.type == c.T_NEWDECIMAL and shape == (declared.precision, declared.scale)
+
+
+def _fixed_string(column: Column, declared: SchemaColumn) -> bool:
+    return column.type == c.T_STRING and column.max_length == declared.octet_length
+
+
+def _var_string(column: Column, declared: SchemaColumn) -> bool:
+    return column.type == c.T_VARCHAR and column.max_length == declared.octet_length
+
+
+def _enum(column: Column, declared: SchemaColumn) -> bool:
+    return column.type == c.T_ENUM and column.size == (1 if len(_labels(declared.column_type)) < 256 else 2)
+
+
+def _set(column: Column, declared: SchemaColumn) -> bool:
+    return column.type == c.T_SET and column.size == _set_bytes(len(_labels(declared.column_type)))
+
+
+# Declared type -> its binlog type, where the type alone decides.
+_BINLOG_TYPE = {
+    **_INTEGERS,
+    "float": c.T_FLOAT,
+    "double": c.T_DOUBLE,
+    "real": c.T_DOUBLE,
+    "double precision": c.T_DOUBLE,
+    "year": c.T_YEAR,
+    "json": c.T_JSON,
+    **dict.fromkeys(_GEOMETRY, c.T_GEOMETRY),
+}
+# Declared type -> whether a binlog column has its shape too (size, precision, labels).
+_SHAPED: dict[str, Callable[[Column, SchemaColumn], bool]] = {
+    "decimal": _decimal,
+    "numeric": _decimal,
+    "bit": lambda column, declared: column.type == c.T_BIT and column.bits == declared.precision,
+    "date": lambda column, _: column.type in (c.T_DATE, c.T_NEWDATE),
+    **dict.fromkeys(_TEMPORAL, _temporal),
+    "char": _fixed_string,
+    "binary": _fixed_string,
+    "varchar": _var_string,
+    "varbinary": _var_string,
+    "enum": _enum,
+    "set": _set,
+}
+
+
 def _compatible(column: Column, declared: SchemaColumn) -> bool:
     """Whether a column declared as `declared` is written to the binlog as `column`."""
-    kind, data_type = column.type, declared.data_type
-    if data_type in _INTEGERS:
-        return kind == _INTEGERS[data_type]
-    if data_type in ("decimal", "numeric"):
-        return kind == c.T_NEWDECIMAL and (column.precision, column.decimals) == (declared.precision, declared.scale)
-    if data_type == "float":
-        return kind == c.T_FLOAT
-    if data_type in ("double", "real", "double precision"):
-        return kind == c.T_DOUBLE
-    if data_type == "bit":
-        return kind == c.T_BIT and column.bits == declared.precision
-    if data_type == "date":
-        return kind in (c.T_DATE, c.T_NEWDATE)
-    if data_type in _TEMPORAL:
-        new, old = _TEMPORAL[data_type]
-        # Tables from before MySQL 5.6.4 keep the old, whole-second format until rebuilt.
-        return (kind == new and column.fsp == (declared.fsp or 0)) or (kind == old and not declared.fsp)
-    if data_type == "year":
-        return kind == c.T_YEAR
-    if data_type in ("char", "binary"):
-        return kind == c.T_STRING and column.max_length == declared.octet_length
-    if data_type in ("varchar", "varbinary"):
-        return kind == c.T_VARCHAR and column.max_length == declared.octet_length
+    data_type = declared.data_type
+    if data_type in _BINLOG_TYPE:
+        return column.type == _BINLOG_TYPE[data_type]
+    if data_type in _SHAPED:
+        return _SHAPED[data_type](column, declared)
     if data_type.endswith(("text", "blob")):
-        prefix = _BLOB_PREFIX.get(data_type[: -len("text")] if data_type.endswith("text") else data_type[:-4])
-        return kind == c.T_BLOB and column.length_size == prefix
-    if data_type == "enum":
-        return kind == c.T_ENUM and column.size == (1 if len(_labels(declared.column_type)) < 256 else 2)
-    if data_type == "set":
-        return kind == c.T_SET and column.size == _set_bytes(len(_labels(declared.column_type)))
-    if data_type == "json":
-        return kind == c.T_JSON
-    if data_type in _GEOMETRY:
-        return kind == c.T_GEOMETRY
+        return _blob(column, declared)
     return False
 
 

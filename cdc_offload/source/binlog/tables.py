@@ -132,12 +132,10 @@ class Watched:
             problem = f"the table-map of {self.schema}.{name} cannot be read ({error}): its rows are left to Moodle"
             return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
         if not table.has_names:
-            if schema_names is None:
-                return Decoder(name, False, _Unreadable("no column names"), watched.convert, fast=False)
-            resolved = schema_names.resolve(table)
-            if isinstance(resolved, str):
-                return Decoder(name, True, _Unreadable(resolved), watched.convert, fast=False)
-            table = resolved
+            named = _named(table, schema_names, watched)
+            if isinstance(named, Decoder):
+                return named
+            table = named
         wanted = watched.columns if watched.columns is not None else tuple(str(c.name) for c in table.columns)
         keys = watched.keys
         names = {column.name for column in table.columns}
@@ -162,18 +160,53 @@ class Watched:
                 "server writes none: its rows are left to Moodle"
             )
             return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
+        return self._library_decoder(
+            packet,
+            watched,
+            keys,
+            LibraryFormat(mariadb, checksum, tuple(post_header_lengths), server_version),
+        )
+
+    def _library_decoder(
+        self, packet: bytes, watched: WatchedTable, keys: OutboxKeys | None, stream: LibraryFormat
+    ) -> Decoder:
+        """The library decodes the table's rows (a type the fast path does not read)."""
         try:
             library = LibraryRows(
                 packet,
-                mariadb=mariadb,
-                checksum=checksum,
-                post_header_lengths=post_header_lengths,
-                server_version=server_version,
+                mariadb=stream.mariadb,
+                checksum=stream.checksum,
+                post_header_lengths=stream.post_header_lengths,
+                server_version=stream.server_version,
             )
         except Exception as error:  # noqa: BLE001 - whatever the library trips on, we report the table
-            problem = f"the table-map of {self.schema}.{name} cannot be read ({type(error).__name__})"
-            return Decoder(name, True, _Unreadable(problem), watched.convert, fast=False)
-        return Decoder(name, True, library, watched.convert, False, library if keys is not None else None, keys)
+            problem = f"the table-map of {self.schema}.{watched.table} cannot be read ({type(error).__name__})"
+            return Decoder(watched.table, True, _Unreadable(problem), watched.convert, fast=False)
+        keys_read = library if keys is not None else None
+        return Decoder(watched.table, True, library, watched.convert, False, keys_read, keys)
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryFormat:
+    """What the library needs to know of the stream to decode one table-map's rows."""
+
+    mariadb: bool
+    checksum: bool
+    post_header_lengths: tuple[int, ...]
+    server_version: tuple[int, ...]
+
+
+def _named(
+    table: tablemap.TableMap, schema_names: SchemaNames | None, watched: WatchedTable
+) -> tablemap.TableMap | Decoder:
+    """A table-map without column names, with the names INFORMATION_SCHEMA gives, or the decoder
+    that refuses its rows (no names to be had: the reader fails closed on it)."""
+    if schema_names is None:
+        return Decoder(watched.table, False, _Unreadable("no column names"), watched.convert, fast=False)
+    resolved = schema_names.resolve(table)
+    if isinstance(resolved, str):
+        return Decoder(watched.table, True, _Unreadable(resolved), watched.convert, fast=False)
+    return resolved
 
 
 def _first_undecodable(table: tablemap.TableMap, wanted: Sequence[str], mariadb: bool) -> str:

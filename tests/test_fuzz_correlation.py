@@ -3,9 +3,10 @@ duplicates (a row re-inserted with the same id, a user row seen twice), commits,
 expiries, every outbox row ends in exactly one terminal status, nothing is sent twice, nothing
 waits forever, and the checkpoint never passes a row still waiting for its partner.
 
-The pipeline around the correlator is modelled as it is in `pipeline.Session`: jobs land in a
-dict keyed by outbox id, a flush decides each one unless the ledger already has it, and the
-ledger keeps its first word."""
+The correlator and `decide` are the real ones; around them only a minimal stand-in (jobs by
+outbox id, a ledger that keeps its first word), enough to state the correlator's own promises.
+The loop itself (staging, rounds in flight, the safe-checkpoint rule, commits) is not modelled
+here: tests/test_loop_property.py drives the real `Session` for that."""
 
 from __future__ import annotations
 

@@ -53,60 +53,54 @@ def _string_plan(column: Column, prefix: int, mariadb: bool) -> Plan:
     return Plan(None, prefix=prefix, decodable=False)
 
 
+def _int_plan(column: Column, mariadb: bool) -> Plan:
+    code = _INT_CODES[column.type]
+    return Plan(struct.calcsize(code), code.upper() if column.unsigned else code)
+
+
+def _char_prefix(column: Column) -> int:
+    return 2 if column.max_length > 255 else 1
+
+
+# One entry per column type a row image can hold: how to build its Plan. Consulted once per
+# table shape (FastRows caches the generated reader), never per row.
+_PLANS: dict[int, Callable[[Column, bool], Plan]] = {
+    **dict.fromkeys(_INT_CODES, _int_plan),
+    c.T_INT24: lambda column, mariadb: Plan(3, reader=v.int24(column.unsigned)),
+    c.T_FLOAT: lambda column, mariadb: Plan(4, "f"),
+    c.T_DOUBLE: lambda column, mariadb: Plan(8, "d"),
+    c.T_YEAR: lambda column, mariadb: Plan(1, reader=v.read_year),
+    c.T_DATE: lambda column, mariadb: Plan(3, reader=v.read_date),
+    c.T_DATETIME: lambda column, mariadb: Plan(8, reader=v.read_datetime),
+    c.T_TIMESTAMP: lambda column, mariadb: Plan(4, reader=v.read_timestamp),
+    c.T_DATETIME2: lambda column, mariadb: Plan(5 + v.fsp_bytes(column.fsp), reader=v.datetime2(column.fsp)),
+    c.T_TIMESTAMP2: lambda column, mariadb: Plan(4 + v.fsp_bytes(column.fsp), reader=v.timestamp2(column.fsp)),
+    c.T_TIME: lambda column, mariadb: Plan(3, decodable=False),
+    c.T_TIME2: lambda column, mariadb: Plan(3 + v.fsp_bytes(column.fsp), decodable=False),
+    c.T_NEWDECIMAL: lambda column, mariadb: Plan(
+        v.decimal_size(column.precision, column.decimals), reader=v.new_decimal(column.precision, column.decimals)
+    ),
+    c.T_BIT: lambda column, mariadb: Plan((column.bits + 7) // 8, reader=v.bit(column.bits)),
+    c.T_ENUM: lambda column, mariadb: Plan(column.size, reader=v.enum(column.size, column.enum_values)),
+    c.T_SET: lambda column, mariadb: Plan(column.size, reader=v.set_of(column.size, column.set_values)),
+    c.T_VARCHAR: lambda column, mariadb: _string_plan(column, _char_prefix(column), mariadb),
+    c.T_STRING: lambda column, mariadb: _string_plan(column, _char_prefix(column), mariadb),
+    # Not a type servers put in row events; the library has no decoder for it either.
+    c.T_VAR_STRING: lambda column, mariadb: Plan(None, prefix=_char_prefix(column), decodable=False),
+    c.T_BLOB: lambda column, mariadb: _string_plan(column, column.length_size, mariadb),
+    c.T_GEOMETRY: lambda column, mariadb: Plan(None, prefix=column.length_size),
+    # MySQL's binary JSON: walked by its length; its value is the library's parsed document.
+    c.T_JSON: lambda column, mariadb: Plan(None, prefix=column.length_size, decodable=False),
+    c.T_NEWDATE: lambda column, mariadb: Plan(3, decodable=False),
+    c.T_NULL: lambda column, mariadb: Plan(0, decodable=False),
+}
+
+
 def plan(column: Column, mariadb: bool) -> Plan:
-    kind = column.type
-    if kind in _INT_CODES:
-        code = _INT_CODES[kind]
-        return Plan(struct.calcsize(code), code.upper() if column.unsigned else code)
-    if kind == c.T_INT24:
-        return Plan(3, reader=v.int24(column.unsigned))
-    if kind == c.T_FLOAT:
-        return Plan(4, "f")
-    if kind == c.T_DOUBLE:
-        return Plan(8, "d")
-    if kind == c.T_YEAR:
-        return Plan(1, reader=v.read_year)
-    if kind == c.T_DATE:
-        return Plan(3, reader=v.read_date)
-    if kind == c.T_DATETIME:
-        return Plan(8, reader=v.read_datetime)
-    if kind == c.T_TIMESTAMP:
-        return Plan(4, reader=v.read_timestamp)
-    if kind == c.T_DATETIME2:
-        return Plan(5 + v.fsp_bytes(column.fsp), reader=v.datetime2(column.fsp))
-    if kind == c.T_TIMESTAMP2:
-        return Plan(4 + v.fsp_bytes(column.fsp), reader=v.timestamp2(column.fsp))
-    if kind == c.T_TIME:
-        return Plan(3, decodable=False)
-    if kind == c.T_TIME2:
-        return Plan(3 + v.fsp_bytes(column.fsp), decodable=False)
-    if kind == c.T_NEWDECIMAL:
-        return Plan(
-            v.decimal_size(column.precision, column.decimals), reader=v.new_decimal(column.precision, column.decimals)
-        )
-    if kind == c.T_BIT:
-        return Plan((column.bits + 7) // 8, reader=v.bit(column.bits))
-    if kind == c.T_ENUM:
-        return Plan(column.size, reader=v.enum(column.size, column.enum_values))
-    if kind == c.T_SET:
-        return Plan(column.size, reader=v.set_of(column.size, column.set_values))
-    if kind in (c.T_VARCHAR, c.T_STRING):
-        return _string_plan(column, 2 if column.max_length > 255 else 1, mariadb)
-    if kind == c.T_VAR_STRING:
-        # Not a type servers put in row events; the library has no decoder for it either.
-        return Plan(None, prefix=2 if column.max_length > 255 else 1, decodable=False)
-    if kind == c.T_BLOB:
-        return _string_plan(column, column.length_size, mariadb)
-    if kind == c.T_GEOMETRY:
-        return Plan(None, prefix=column.length_size)
-    if kind == c.T_JSON:
-        # MySQL's binary JSON: walked by its length; its value is the library's parsed document.
-        return Plan(None, prefix=column.length_size, decodable=False)
-    if kind == c.T_NEWDATE:
-        return Plan(3, decodable=False)
-    if kind == c.T_NULL:
-        return Plan(0, decodable=False)
-    raise RowDecodeError(f"column {column.index} has type {kind}, which this reader cannot walk")
+    make = _PLANS.get(column.type)
+    if make is None:
+        raise RowDecodeError(f"column {column.index} has type {column.type}, which this reader cannot walk")
+    return make(column, mariadb)
 
 
 def fast_path_possible(table: TableMap, wanted: Sequence[str], mariadb: bool) -> bool:
@@ -144,110 +138,147 @@ def _length(src: _Source, prefix: int) -> None:
     src.add(f"p += {prefix}")
 
 
-def compile_row_reader(
-    columns: Sequence[Column], present: Sequence[bool], wanted: Mapping[int, str], mariadb: bool
-) -> RowReader:
-    """`wanted`: column index -> key in the returned mapping. Returns `read(b, p) -> (values, p)`."""
-    plans = [plan(column, mariadb) for column in columns]
-    namespace: dict[str, object] = {"_u32": struct.Struct("<I").unpack_from, "_bad": RowDecodeError}
-    src = _Source()
-    null_bit: dict[int, int] = {}
-    for index in range(len(columns)):
-        if present[index]:
-            null_bit[index] = len(null_bit)
-    null_bytes = (len(null_bit) + 7) // 8
-    not_null_mask = sum(1 << bit for index, bit in null_bit.items() if not columns[index].nullable)
-    if not_null_mask:
-        # A NOT NULL column flagged NULL would make us read bytes the library would not: refuse.
-        namespace["_nn"] = not_null_mask
-        src.add(f"if int.from_bytes(b[p:p + {null_bytes}], 'little') & _nn:")
-        src.add("    raise _bad('a NOT NULL column is flagged NULL')")
-    for byte in sorted({null_bit[i] >> 3 for i in null_bit if columns[i].nullable}):
-        src.add(f"n{byte} = b[p + {byte}]")
-    src.add(f"p += {null_bytes}")
+class _ReaderSource:
+    """Writes the source of one row reader: the null bitmap, then each column in turn, with runs
+    of fixed-width NOT NULL columns batched into one struct read, then the returned mapping."""
 
-    run: list[int] = []
+    def __init__(
+        self, columns: Sequence[Column], present: Sequence[bool], wanted: Mapping[int, str], mariadb: bool
+    ) -> None:
+        self.columns = columns
+        self.present = present
+        self.wanted = wanted
+        self.plans = [plan(column, mariadb) for column in columns]
+        self.namespace: dict[str, object] = {"_u32": struct.Struct("<I").unpack_from, "_bad": RowDecodeError}
+        self.src = _Source()
+        self.null_bit: dict[int, int] = {}
+        self.run: list[int] = []  # fixed-width NOT NULL columns not yet read
 
-    def flush() -> None:
-        if not run:
-            return
+    def null_bitmap(self) -> None:
+        columns, src, null_bit = self.columns, self.src, self.null_bit
+        for index in range(len(columns)):
+            if self.present[index]:
+                null_bit[index] = len(null_bit)
+        null_bytes = (len(null_bit) + 7) // 8
+        not_null_mask = sum(1 << bit for index, bit in null_bit.items() if not columns[index].nullable)
+        if not_null_mask:
+            # A NOT NULL column flagged NULL would make us read bytes the library would not: refuse.
+            self.namespace["_nn"] = not_null_mask
+            src.add(f"if int.from_bytes(b[p:p + {null_bytes}], 'little') & _nn:")
+            src.add("    raise _bad('a NOT NULL column is flagged NULL')")
+        for byte in sorted({null_bit[i] >> 3 for i in null_bit if columns[i].nullable}):
+            src.add(f"n{byte} = b[p + {byte}]")
+        src.add(f"p += {null_bytes}")
+
+    def _run_layout(self) -> tuple[str, list[str], list[tuple[int, int]], int]:
+        """The run's struct format, its unpacked outputs, the other wanted values' readers with
+        their offsets, and the run's total width."""
         fmt = "<"
         outputs: list[str] = []
         readers: list[tuple[int, int]] = []
         offset = 0
-        for index in run:
-            p = plans[index]
+        for index in self.run:
+            p = self.plans[index]
             assert p.width is not None
-            if index in wanted and p.code:
+            if index in self.wanted and p.code:
                 fmt += p.code
                 outputs.append(f"v{index}")
             else:
                 fmt += f"{p.width}x" if p.width else ""
-                if index in wanted:
+                if index in self.wanted:
                     readers.append((index, offset))
             offset += p.width
+        return fmt, outputs, readers, offset
+
+    def flush(self) -> None:
+        run, src = self.run, self.src
+        if not run:
+            return
+        fmt, outputs, readers, offset = self._run_layout()
         if outputs:
-            namespace[f"_s{run[0]}"] = struct.Struct(fmt).unpack_from
+            self.namespace[f"_s{run[0]}"] = struct.Struct(fmt).unpack_from
             src.add(f"{', '.join(outputs)}, = _s{run[0]}(b, p)")
         for index, at in readers:
-            namespace[f"_r{index}"] = plans[index].reader
+            self.namespace[f"_r{index}"] = self.plans[index].reader
             src.add(f"v{index} = _r{index}(b, p + {at})")
         if offset:
             src.add(f"p += {offset}")
         run.clear()
 
-    for index, column in enumerate(columns):
-        p = plans[index]
-        if not present[index]:
-            if index in wanted:
-                flush()
-                src.add(f"v{index} = None")
-            continue
+    def _fixed(self, index: int, p: Plan) -> None:
+        if index in self.wanted:
+            if p.code:
+                self.namespace[f"_s{index}"] = struct.Struct("<" + p.code).unpack_from
+                self.src.add(f"v{index} = _s{index}(b, p)[0]")
+            else:
+                self.namespace[f"_r{index}"] = p.reader
+                self.src.add(f"v{index} = _r{index}(b, p)")
+        self.src.add(f"p += {p.width}")
+
+    def _variable(self, index: int, p: Plan) -> None:
+        src = self.src
+        _length(src, p.prefix)
+        if index in self.wanted:
+            if p.text:
+                src.add("s = b[p:p + n]")
+                src.add("try:")
+                src.add(f"    v{index} = s.decode()")
+                src.add("except UnicodeDecodeError:")
+                # Handed on as bytes: rows.py turns that into an Undecodable for this row.
+                src.add(f"    v{index} = bytes(s)")
+            elif p.empty_is_str:
+                # The library returns '' for an empty binary string (Python decodes b'' with
+                # any codec name, even "binary"); rows.py treats both alike, but stay equal.
+                src.add(f"v{index} = bytes(b[p:p + n]) if n else ''")
+            else:
+                src.add(f"v{index} = bytes(b[p:p + n])")
+        src.add("p += n")
+
+    def column(self, index: int, column: Column) -> None:
+        p = self.plans[index]
+        if not self.present[index]:
+            if index in self.wanted:
+                self.flush()
+                self.src.add(f"v{index} = None")
+            return
         if p.width is not None and not column.nullable:
-            run.append(index)
-            continue
-        flush()
-        bit = null_bit[index]
+            self.run.append(index)
+            return
+        self.flush()
+        src = self.src
         if column.nullable:
+            bit = self.null_bit[index]
             src.add(f"if n{bit >> 3} & {1 << (bit & 7)}:")
-            src.add(f"    v{index} = None" if index in wanted else "    pass")
+            src.add(f"    v{index} = None" if index in self.wanted else "    pass")
             src.add("else:")
             src.depth += 1
         if p.width is not None:
-            if index in wanted:
-                if p.code:
-                    namespace[f"_s{index}"] = struct.Struct("<" + p.code).unpack_from
-                    src.add(f"v{index} = _s{index}(b, p)[0]")
-                else:
-                    namespace[f"_r{index}"] = p.reader
-                    src.add(f"v{index} = _r{index}(b, p)")
-            src.add(f"p += {p.width}")
+            self._fixed(index, p)
         else:
-            _length(src, p.prefix)
-            if index in wanted:
-                if p.text:
-                    src.add("s = b[p:p + n]")
-                    src.add("try:")
-                    src.add(f"    v{index} = s.decode()")
-                    src.add("except UnicodeDecodeError:")
-                    # Handed on as bytes: rows.py turns that into an Undecodable for this row.
-                    src.add(f"    v{index} = bytes(s)")
-                elif p.empty_is_str:
-                    # The library returns '' for an empty binary string (Python decodes b'' with
-                    # any codec name, even "binary"); rows.py treats both alike, but stay equal.
-                    src.add(f"v{index} = bytes(b[p:p + n]) if n else ''")
-                else:
-                    src.add(f"v{index} = bytes(b[p:p + n])")
-            src.add("p += n")
+            self._variable(index, p)
         if column.nullable:
             src.depth -= 1
-    flush()
-    items = []
-    for index, key in wanted.items():
-        namespace[f"_k{index}"] = key
-        items.append(f"_k{index}: v{index}")
-    src.add(f"return {{{', '.join(items)}}}, p")
-    code = "def read(b, p):\n" + "\n".join(src.lines) + "\n"
+
+    def code(self) -> str:
+        self.null_bitmap()
+        for index, column in enumerate(self.columns):
+            self.column(index, column)
+        self.flush()
+        items = []
+        for index, key in self.wanted.items():
+            self.namespace[f"_k{index}"] = key
+            items.append(f"_k{index}: v{index}")
+        self.src.add(f"return {{{', '.join(items)}}}, p")
+        return "def read(b, p):\n" + "\n".join(self.src.lines) + "\n"
+
+
+def compile_row_reader(
+    columns: Sequence[Column], present: Sequence[bool], wanted: Mapping[int, str], mariadb: bool
+) -> RowReader:
+    """`wanted`: column index -> key in the returned mapping. Returns `read(b, p) -> (values, p)`."""
+    source = _ReaderSource(columns, present, wanted, mariadb)
+    code = source.code()
+    namespace = source.namespace
     exec(compile(code, f"<binlog row decoder {len(columns)} columns>", "exec"), namespace)  # noqa: S102 - our own generated source
     reader: RowReader = namespace["read"]  # type: ignore[assignment]
     return reader

@@ -10,11 +10,13 @@ would silently drop its rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pymysql
 
 from cdc_offload import tls
 from cdc_offload.errors import SourceError
-from cdc_offload.model import Checkpoint, Commit, Position
+from cdc_offload.model import Checkpoint, Commit, Position, SourceItem
 from cdc_offload.settings import Settings
 from cdc_offload.source.binlog.framing import ConnectionClosed
 from cdc_offload.source.binlog.protocol import ServerError
@@ -81,6 +83,17 @@ class TransactionFramer:
 
 # What a read can fail with, whichever reader: `read_failed` says what each means to the loop.
 READ_ERRORS: tuple[type[BaseException], ...] = (ServerError, ConnectionClosed, pymysql.err.Error, OSError)
+
+
+def reading(items: Iterator[SourceItem], settings: Settings, start: Checkpoint) -> Iterator[SourceItem]:
+    """A reader's items, with a failed read told to the loop as `read_failed` says; our own
+    `SourceError`s (refusals, lost positions) pass as raised."""
+    try:
+        yield from items
+    except SourceError:
+        raise
+    except READ_ERRORS as error:
+        raise read_failed(error, settings, start) from None
 
 
 def read_failed(error: BaseException, settings: Settings, start: Checkpoint) -> SourceError:

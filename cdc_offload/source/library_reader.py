@@ -52,7 +52,7 @@ from cdc_offload.source.binlog.constants import (
     MARIADB_COMPRESSED,
     TRANSACTION_PAYLOAD,
 )
-from cdc_offload.source.framer import READ_ERRORS, TransactionFramer, read_failed
+from cdc_offload.source.framer import TransactionFramer, reading
 from cdc_offload.source.server_facts import (
     COMPRESSED,
     ServerFacts,
@@ -203,12 +203,7 @@ class BinlogSource:
             self._reader.close()
 
     def __iter__(self) -> Iterator[SourceItem]:
-        try:
-            yield from self._items()
-        except SourceError:
-            raise
-        except READ_ERRORS as error:
-            raise read_failed(error, self._settings, self._start) from None
+        yield from reading(self._items(), self._settings, self._start)
 
     def _items(self) -> Iterator[SourceItem]:
         facts = server_facts(self._settings, self._start)

@@ -43,7 +43,7 @@ from cdc_offload.source.binlog.protocol import (
 from cdc_offload.source.binlog.schema_names import SchemaNames, server_writes_no_names
 from cdc_offload.source.binlog.tablemap import TableMapError
 from cdc_offload.source.binlog.tables import CACHE_LIMIT, Decoder, Watched
-from cdc_offload.source.framer import READ_ERRORS, TransactionFramer, read_failed
+from cdc_offload.source.framer import TransactionFramer, reading
 from cdc_offload.source.gtid import MysqlGtidSet
 from cdc_offload.source.server_facts import COMPRESSED, ServerFacts, SourceRefused, server_facts
 
@@ -118,11 +118,7 @@ class FastBinlogReader:
 
     def __iter__(self) -> Iterator[SourceItem]:
         try:
-            yield from self._items()
-        except SourceError:
-            raise
-        except READ_ERRORS as error:
-            raise read_failed(error, self._settings, self._start) from None
+            yield from reading(self._items(), self._settings, self._start)
         finally:
             self.close()
 

@@ -22,6 +22,7 @@ from cdc_offload.delivery_event import GRAVITY, DeliveryEvent
 from cdc_offload.mysql_connection import connect
 from cdc_offload.settings import Dsn, identifier
 from cdc_offload.store import address_hash, masked_address
+from cdc_offload.store.sql import optional_str
 
 PLACEHOLDER_KIND = "unknown"
 # `delivery` while a SendEmail is out and unanswered (never an SES outcome; any event replaces it).
@@ -209,18 +210,14 @@ def recipients_of(dsn: Dsn, schema: str, outbox_ids: Sequence[int]) -> list[Reci
                     recipient_user_id=None if row[3] is None else int(row[3]),
                     address=str(row[4]),
                     status=str(row[5]),
-                    message_id=_optional(row[6]),
-                    error_code=_optional(row[7]),
-                    ses_message_id=_optional(row[8]),
-                    delivery=_optional(row[9]),
-                    delivery_detail=_optional(row[10]),
-                    delivery_at=_optional(row[11]),
+                    message_id=optional_str(row[6]),
+                    error_code=optional_str(row[7]),
+                    ses_message_id=optional_str(row[8]),
+                    delivery=optional_str(row[9]),
+                    delivery_detail=optional_str(row[10]),
+                    delivery_at=optional_str(row[11]),
                 )
                 for row in cursor.fetchall()
             ]
     finally:
         connection.close()
-
-
-def _optional(value: object) -> str | None:
-    return None if value is None else str(value)
